@@ -1,0 +1,5 @@
+import sys
+
+from skygrid.cli import main
+
+sys.exit(main())
