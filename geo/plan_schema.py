@@ -119,7 +119,7 @@ class Plan:
             raise PlanFormatError(f"{source}: unsupported plan schema {schema!r} (this SkyGrid reads {PLAN_SCHEMA!r})")
         try:
             sorties = []
-            for i, s in enumerate(d["sorties"]):
+            for s in d["sorties"]:
                 wps = [Waypoint(**w) for w in s["waypoints"]]
                 sorties.append(Sortie(**{**s, "waypoints": wps}))
             return cls(
