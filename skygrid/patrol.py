@@ -1,0 +1,557 @@
+"""The wiring of one simulated patrol: every stage, end to end, in one process.
+
+grid polygons -> plan (geo) -> simulated vehicles (simulators.vehicle) flown by MAVSDK
+(flight.fleet) -> camera frames rendered at the reported poses (simulators.camera) ->
+detection, geolocation, tracking (vision) -> incidents POSTed to the dispatch HTTP API ->
+tickets -> live alerts received over the WebSocket like a command-room browser would.
+
+Nothing here holds stage logic; it starts the pieces, connects them and scores the run
+against the scenario's planted ground truth (the JSON summary of ``skygrid demo``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import queue
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flight.records import FlightEvent, Telemetry
+from simulators.scenario import Scenario
+
+log = logging.getLogger("skygrid.patrol")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SCENARIO = ROOT / "examples" / "keqiao" / "scenario.yaml"
+DEFAULT_MODEL = ROOT / "vision" / "models" / "skygrid-yolo.onnx"
+
+
+@dataclass
+class PatrolConfig:
+    """What to fly and how. Ports 0 mean "pick free ones" (tests); the demo uses 8000/14540."""
+
+    scenario: Path = DEFAULT_SCENARIO
+    speed: float = 10.0  # simulator time-scale factor (sim seconds per wall second)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    base_udp_port: int = 14540
+    work_dir: Path = ROOT / "work" / "demo"
+    model: Path = DEFAULT_MODEL
+    frame_spacing_m: float = 20.0  # along-track distance between analysed video frames
+    stream_width_px: int = 640
+    vision_threads: int = 1
+    max_queued_frames: int = 12  # per run; older frames are dropped when vision lags (counted)
+    drones: int | None = None  # override the scenario's drone count
+    grid_ids: list[str] | None = None  # override the scenario's grid subset
+    timeout_s: float = 1800.0  # wall-clock cap on the flight phase
+    settle_s: float = 3.0  # wait for the last alerts after landing
+
+
+@dataclass
+class PatrolState:
+    """Live counters for the progress display (read from the UI thread)."""
+
+    phase: str = "starting"
+    drones: dict[str, Telemetry] = field(default_factory=dict)
+    frames_rendered: int = 0
+    frames_dropped: int = 0
+    detections: int = 0
+    incidents: int = 0
+    alerts: int = 0
+    events: list[str] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------------------
+# dispatch server in a background thread
+# --------------------------------------------------------------------------------------
+class DispatchServer:
+    """The real dispatch app under uvicorn on loopback, in its own thread and event loop."""
+
+    def __init__(self, settings: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        from dispatch.app import create_app
+
+        self.app = create_app(settings)
+        self.url = f"http://{host}:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, name="dispatch-server", daemon=True)
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"dispatch server did not start on {self.url}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+# --------------------------------------------------------------------------------------
+# camera feed: telemetry -> rendered frames -> vision stage -> dispatch
+# --------------------------------------------------------------------------------------
+class CameraFeed:
+    """A :class:`flight.records.FlightListener` that turns poses into analysed video frames.
+
+    Every ``frame_spacing_m`` metres flown at survey height it renders the stream camera's
+    view at the reported pose and queues it; worker threads run the vision stage. When
+    vision falls behind, the oldest queued frame is dropped (a live stream does the same)
+    and counted, so alert latency stays bounded.
+    """
+
+    def __init__(self, *, world: Any, stage: Any, camera: Any, ground_alt_m: float, survey_alt_m: float,
+                 frame_spacing_m: float, state: PatrolState, on_incident: Callable[[Any, float], None],
+                 threads: int = 1, max_queued: int = 12) -> None:
+        self.world, self.stage, self.camera = world, stage, camera
+        self.ground_alt_m, self.survey_alt_m = ground_alt_m, survey_alt_m
+        self.frame_spacing_m = frame_spacing_m
+        self.state, self.on_incident = state, on_incident
+        self.queue: queue.Queue = queue.Queue(maxsize=max_queued)
+        self.last_pos: dict[str, tuple[float, float]] = {}
+        self.footprints: list[Any] = []  # shapely polygons (WGS-84) of analysed frames
+        self.lock = threading.Lock()
+        self.frame_id = 0
+        self.stop_flag = threading.Event()
+        self.workers = [threading.Thread(target=self._work, name=f"vision-{i}", daemon=True) for i in range(threads)]
+        for w in self.workers:
+            w.start()
+
+    # FlightListener -------------------------------------------------------------------
+    def on_telemetry(self, record: Telemetry) -> None:
+        self.state.drones[record.drone_id] = record
+        if not record.in_air or record.rel_alt_m < 0.85 * self.survey_alt_m:
+            return
+        prev = self.last_pos.get(record.drone_id)
+        if prev is not None and _dist_m(prev, (record.lat, record.lon)) < self.frame_spacing_m:
+            return
+        self.last_pos[record.drone_id] = (record.lat, record.lon)
+        with self.lock:
+            self.frame_id += 1
+            fid = self.frame_id
+        item = (fid, record, time.time())
+        while True:
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self.queue.get_nowait()
+                    self.queue.task_done()
+                    self.state.frames_dropped += 1
+                except queue.Empty:
+                    pass
+
+    def on_event(self, event: FlightEvent) -> None:
+        self.state.events.append(f"{event.drone_id} {event.kind}: {event.message}")
+        del self.state.events[:-8]
+
+    # worker ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        from geo.georef import CameraPose
+        from vision.contracts import Frame
+
+        while not self.stop_flag.is_set():
+            try:
+                fid, rec, t_wall = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                pose = CameraPose(lat=rec.lat, lon=rec.lon, alt_amsl_m=self.ground_alt_m + rec.rel_alt_m,
+                                  ground_alt_m=self.ground_alt_m, yaw_deg=rec.yaw_deg,
+                                  pitch_deg=rec.pitch_deg, roll_deg=rec.roll_deg)
+                rendered = self.world.render(self.camera, pose)
+                frame = Frame(image=rendered.image, camera=self.camera, pose=pose, drone_id=rec.drone_id,
+                              frame_id=fid, time_s=rec.time_s, wall_time=t_wall, sortie_id=rec.sortie_id)
+                self._remember_footprint(pose)
+                self.state.frames_rendered += 1
+                for incident in self.stage.process(frame) or []:
+                    self.on_incident(incident, t_wall)
+            except Exception:  # one bad frame must not stop the stream
+                log.exception("frame %s from %s failed", fid, rec.drone_id)
+            finally:
+                self.queue.task_done()
+
+    def _remember_footprint(self, pose: Any) -> None:
+        from shapely.geometry import Polygon
+
+        from geo.georef import pixels_to_ground
+
+        w, h = self.camera.image_width_px, self.camera.image_height_px
+        n, e = pixels_to_ground([0, w, w, 0], [0, 0, h, h], self.camera, pose)
+        lat0 = math.radians(pose.lat)
+        pts = [(pose.lon + ee / (111320.0 * math.cos(lat0)), pose.lat + nn / 110540.0) for nn, ee in zip(n, e, strict=True)]
+        with self.lock:
+            self.footprints.append(Polygon(pts))
+
+    def drain(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.stop_flag.set()
+        for w in self.workers:
+            w.join(timeout=5)
+
+
+def _dist_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Approximate ground distance in metres between (lat, lon) pairs (equirectangular)."""
+    lat = math.radians((a[0] + b[0]) / 2)
+    dn = (a[0] - b[0]) * 110540.0
+    de = (a[1] - b[1]) * 111320.0 * math.cos(lat)
+    return math.hypot(dn, de)
+
+
+# --------------------------------------------------------------------------------------
+# live alerts, received like a command-room browser
+# --------------------------------------------------------------------------------------
+class AlertWatcher:
+    """Subscribes to the live WebSocket and timestamps every ticket event on arrival."""
+
+    def __init__(self, ws_url: str) -> None:
+        self.ws_url = ws_url
+        self.created: dict[Any, tuple[float, dict]] = {}
+        self.task: asyncio.Task | None = None
+        self.connected = asyncio.Event()
+
+    async def _run(self) -> None:
+        import websockets
+
+        while True:
+            try:
+                async with websockets.connect(self.ws_url, open_timeout=10) as ws:
+                    self.connected.set()
+                    async for raw in ws:
+                        now = time.time()
+                        try:
+                            msg = json.loads(raw)
+                        except ValueError:
+                            continue
+                        topic = msg.get("topic", "")
+                        data = msg.get("data") or msg.get("payload") or {}
+                        if topic.startswith("ticket.") and "id" in data:
+                            self.created.setdefault(data["id"], (now, data))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # reconnect: the server may still be starting
+                log.debug("alert socket: %s", e)
+                await asyncio.sleep(0.5)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+
+# --------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------
+class PatrolRun:
+    """Starts every part, flies the patrol, scores it, stops every part (also on Ctrl-C)."""
+
+    def __init__(self, config: PatrolConfig, state: PatrolState | None = None) -> None:
+        self.cfg = config
+        self.state = state or PatrolState()
+        self.scenario = Scenario.load(config.scenario)
+        self.tokens = {role: secrets.token_urlsafe(18) for role in ("dispatcher", "operator", "viewer")}
+        self.incident_frames: dict[str, tuple[float, Any]] = {}  # external id -> (frame wall time, incident)
+        self.server: DispatchServer | None = None
+        self.vehicles: list[Any] = []
+        self.feed: CameraFeed | None = None
+        self.reporter: Any = None
+        self.plan: Any = None
+        self.grids: list[Any] = []
+
+    # -- planning ----------------------------------------------------------------------
+    def make_plan(self) -> Any:
+        from geo.camera import get_camera
+        from geo.grids import load_grids, load_no_fly
+        from geo.planner import plan_patrol
+
+        sc = self.scenario
+        grids = load_grids(sc.path(sc.grids_file), crs=sc.grids_crs)
+        wanted = self.cfg.grid_ids or sc.grid_ids
+        if wanted:
+            known = {g.id for g in grids}
+            missing = [g for g in wanted if g not in known]
+            if missing:
+                raise ValueError(f"{self.cfg.scenario}: grid_ids {missing} not in {sc.grids_file}")
+            grids = [g for g in grids if g.id in set(wanted)]
+        no_fly = load_no_fly(sc.path(sc.no_fly_file), crs=sc.grids_crs) if sc.no_fly_file else []
+        self.grids = grids
+        self.plan = plan_patrol(
+            grids, home=(sc.home_lat, sc.home_lon, sc.ground_alt_m), camera=get_camera(sc.camera),
+            altitude_m=sc.altitude_m, speed_m_s=sc.speed_m_s, drones=self.cfg.drones or sc.drones, no_fly=no_fly,
+        )
+        self.cfg.work_dir.mkdir(parents=True, exist_ok=True)
+        self.plan.save(self.cfg.work_dir / "plan.json")
+        return self.plan
+
+    # -- parts -------------------------------------------------------------------------
+    def start_server(self) -> None:
+        from dispatch.core.config import Settings
+
+        sc = self.scenario
+        port = self.cfg.port or free_port()
+        if not _port_free(port):
+            raise RuntimeError(f"port {port} on {self.cfg.host} is in use: stop the other server or pass --port")
+        db = self.cfg.work_dir / "skygrid.db"
+        routing = sc.path("routing.yaml")
+        settings = Settings(
+            database_url=f"sqlite:///{db}",
+            evidence_dir=str(self.cfg.work_dir / "evidence"),
+            grids_file=str(sc.path(sc.grids_file)),
+            grids_crs=sc.grids_crs,
+            **({"routing_file": str(routing)} if routing.exists() else {}),
+            bootstrap_tokens={tok: {"role": role, "name": f"demo-{role}"} for role, tok in self.tokens.items()},
+        )
+        self.server = DispatchServer(settings, self.cfg.host, port)
+        self.server.start()
+        base = self.server.url
+        self.state.urls = {
+            "command_room": f"{base}/?token={self.tokens['dispatcher']}",
+            "operator": f"{base}/operator?token={self.tokens['operator']}",
+            "api_docs": f"{base}/docs",
+        }
+
+    def upload_plan(self) -> None:
+        import httpx
+
+        r = httpx.put(f"{self.server.url}/api/v1/plan", json=self.plan.to_dict(),
+                      headers={"Authorization": f"Bearer {self.tokens['operator']}"}, timeout=30)
+        if r.status_code >= 400:
+            log.warning("plan upload refused: %s %s", r.status_code, r.text[:200])
+
+    def start_vehicles(self) -> list[str]:
+        from simulators.vehicle import SimVehicle, VehicleConfig
+
+        sc = self.scenario
+        urls = []
+        for i in range(self.plan.drones):
+            gcs = self.cfg.base_udp_port + i if self.cfg.base_udp_port else free_port(socket.SOCK_DGRAM)
+            if not _port_free(gcs, socket.SOCK_DGRAM):
+                gcs = free_port(socket.SOCK_DGRAM)
+            listen = free_port(socket.SOCK_DGRAM)
+            v = SimVehicle(VehicleConfig(instance=i, home_lat=sc.home_lat, home_lon=sc.home_lon,
+                                         home_alt_amsl=sc.ground_alt_m, speed_factor=self.cfg.speed,
+                                         gcs_port=gcs, listen_port=listen))
+            v.start()
+            self.vehicles.append(v)
+            urls.append(f"udpin://0.0.0.0:{gcs}")
+        return urls
+
+    def start_vision(self) -> None:
+        from geo.camera import get_camera
+        from simulators.camera import World
+        from vision.detector import OnnxDetector
+        from vision.pipeline import VisionStage
+        from vision.reporter import DispatchClient
+        from vision.tracker import IncidentTracker
+
+        sc = self.scenario
+        camera = get_camera(sc.camera).scaled(self.cfg.stream_width_px)
+        world = World.from_scenario(sc)
+        detector = OnnxDetector(self.cfg.model, threads=2)
+        stage = VisionStage(detector, IncidentTracker(patrol_id=f"{sc.name}-{int(time.time())}"), camera)
+        self.reporter = DispatchClient(self.server.url, self.tokens["operator"])
+
+        def on_incident(incident: Any, frame_wall: float) -> None:
+            self.incident_frames.setdefault(incident.id, (frame_wall, incident))
+            self.state.incidents = len(self.incident_frames)
+            self.reporter.submit(incident)
+
+        self.feed = CameraFeed(world=world, stage=stage, camera=camera, ground_alt_m=sc.ground_alt_m,
+                               survey_alt_m=self.plan.altitude_m, frame_spacing_m=self.cfg.frame_spacing_m,
+                               state=self.state, on_incident=on_incident, threads=self.cfg.vision_threads,
+                               max_queued=self.cfg.max_queued_frames)
+
+    # -- run ---------------------------------------------------------------------------
+    async def run(self, keep_server: bool = False) -> dict[str, Any]:
+        """Fly the patrol and return the summary; ``keep_server`` leaves the command room up."""
+        from flight.fleet import Fleet
+        from flight.reporting import DispatchReporter
+
+        watcher = None
+        try:
+            self.state.phase = "planning"
+            self.make_plan()
+            self.state.phase = "starting dispatch"
+            self.start_server()
+            self.upload_plan()
+            watcher = AlertWatcher(self.server.url.replace("http", "ws", 1) + f"/api/v1/live/ws?token={self.tokens['viewer']}")
+            watcher.start()
+            self.state.phase = "starting vision"
+            self.start_vision()
+            self.state.phase = "starting drones"
+            connections = self.start_vehicles()
+            reporter = DispatchReporter(self.server.url, self.tokens["operator"])
+            fleet = Fleet(self.plan, connections, listeners=[self.feed, reporter], log_dir=self.cfg.work_dir / "flightlogs")
+            self.state.phase = "flying"
+            t0 = time.monotonic()
+            sim0 = self._sim_time()
+            fleet_result = await asyncio.wait_for(fleet.run(), timeout=self.cfg.timeout_s)
+            wall = time.monotonic() - t0
+            sim = self._sim_time() - sim0
+            self.state.phase = "finishing"
+            await asyncio.to_thread(self.feed.drain)
+            if hasattr(self.reporter, "flush"):
+                await asyncio.to_thread(self.reporter.flush)
+            await asyncio.sleep(self.cfg.settle_s)
+            if hasattr(reporter, "aclose"):
+                await reporter.aclose()
+            summary = self.summarise(watcher, sim_s=sim, wall_s=wall, fleet_result=fleet_result)
+            (self.cfg.work_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+            self.state.phase = "done"
+            return summary
+        finally:
+            if watcher:
+                await watcher.stop()
+            self.stop_parts(keep_server=keep_server and self.state.phase == "done")
+
+    def _sim_time(self) -> float:
+        times = [getattr(v, "sim_time", None) for v in self.vehicles]
+        times = [t() if callable(t) else t for t in times if t is not None]
+        return max(times) if times else 0.0
+
+    def stop_parts(self, keep_server: bool = False) -> None:
+        if self.feed:
+            self.feed.close()
+        if self.reporter and hasattr(self.reporter, "close"):
+            self.reporter.close()
+        for v in self.vehicles:
+            try:
+                v.stop()
+            except Exception:
+                log.exception("stopping vehicle")
+        self.vehicles = []
+        if self.server and not keep_server:
+            self.server.stop()
+
+    # -- scoring -----------------------------------------------------------------------
+    def fetch_tickets(self) -> list[dict]:
+        import httpx
+
+        r = httpx.get(f"{self.server.url}/api/v1/tickets", params={"limit": 1000},
+                      headers={"Authorization": f"Bearer {self.tokens['dispatcher']}"}, timeout=30)
+        r.raise_for_status()
+        body = r.json()
+        return body["items"] if isinstance(body, dict) and "items" in body else body
+
+    def summarise(self, watcher: AlertWatcher | None, *, sim_s: float, wall_s: float, fleet_result: Any) -> dict[str, Any]:
+        return score_patrol(
+            scenario=self.scenario, plan=self.plan, grids=self.grids, tickets=self.fetch_tickets(),
+            footprints=self.feed.footprints if self.feed else [],
+            incident_frames=self.incident_frames, alerts=watcher.created if watcher else {},
+            sim_s=sim_s, wall_s=wall_s, state=self.state,
+        )
+
+
+def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: list[dict], footprints: list[Any],
+                 incident_frames: dict[str, tuple[float, Any]], alerts: dict[Any, tuple[float, dict]],
+                 sim_s: float, wall_s: float, state: PatrolState, match_radius_m: float = 25.0) -> dict[str, Any]:
+    """Score a patrol against ground truth. Distances in metres, times in seconds.
+
+    A planted incident is *found* when a ticket of its class lies within ``match_radius_m``;
+    a ticket that matches no planted incident is a *false ticket*. A grid is *covered* when
+    the union of analysed frame footprints images >= 99.5 % of it.
+    """
+    from shapely.ops import unary_union
+
+    planted = [o for o in scenario.incidents if any(g.polygon.contains(_pt(o.lon, o.lat)) for g in grids)]
+    matched: dict[str, dict] = {}
+    errors = []
+    false_tickets = 0
+    per_ticket = []
+    for t in tickets:
+        best, best_d = None, math.inf
+        for o in planted:
+            if o.kind != t.get("class_name"):
+                continue
+            d = _dist_m((o.lat, o.lon), (t["lat"], t["lon"]))
+            if d < best_d:
+                best, best_d = o, d
+        ok = best is not None and best_d <= match_radius_m
+        per_ticket.append({"ticket": t.get("id"), "class_name": t.get("class_name"), "matched": best.id if ok else None,
+                           "error_m": round(best_d, 2) if ok else None})
+        if ok:
+            matched.setdefault(best.id, t)
+            errors.append(best_d)
+        else:
+            false_tickets += 1
+    imaged = unary_union(footprints) if footprints else None
+    covered, ratios = 0, []
+    for g in grids:
+        ratio = imaged.intersection(g.polygon).area / g.polygon.area if imaged is not None else 0.0
+        ratios.append(ratio)
+        covered += ratio >= 0.995
+    total_area = sum(g.polygon.area for g in grids)
+    coverage = sum(r * g.polygon.area for r, g in zip(ratios, grids, strict=True)) / total_area if total_area else 0.0
+    latencies = []
+    for _ext_id, (frame_wall, incident) in incident_frames.items():
+        arrivals = [tw for tw, data in alerts.values()
+                    if data.get("class_name") == incident.class_name
+                    and _dist_m((data.get("lat", 0), data.get("lon", 0)), (incident.lat, incident.lon)) < 50]
+        if arrivals:
+            latencies.append(max(0.0, min(arrivals) - frame_wall))
+    latencies.sort()
+    p95 = latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)] if latencies else None
+    return {
+        "scenario": scenario.name,
+        "grids_planned": len(plan.grids),
+        "grids_covered": covered,
+        "coverage_ratio": round(coverage, 4),
+        "incidents_planted": len(planted),
+        "incidents_found": len(matched),
+        "tickets": len(tickets),
+        "false_tickets": false_tickets,
+        "max_position_error_m": round(max(errors), 2) if errors else None,
+        "frame_to_alert_p95_s": round(p95, 3) if p95 is not None else None,
+        "speedup": round(sim_s / wall_s, 2) if wall_s > 0 else None,
+        "sim_time_s": round(sim_s, 1),
+        "wall_time_s": round(wall_s, 1),
+        "frames_analysed": state.frames_rendered,
+        "frames_dropped": state.frames_dropped,
+        "sorties": len(plan.sorties),
+        "drones": plan.drones,
+        "tickets_detail": per_ticket,
+    }
+
+
+def _pt(lon: float, lat: float) -> Any:
+    from shapely.geometry import Point
+
+    return Point(lon, lat)
