@@ -1,0 +1,76 @@
+"""Live alerts for the command room: WebSocket/SSE streams of tickets and drones, drone
+commands and the current plan. ``install(app)`` is called by ``dispatch.app.create_app``.
+
+Wiring: ``install`` creates one :class:`~dispatch.live.hub.LiveHub` per app, sets
+``app.state.notify`` (the ticket store calls it after each commit that wrote outbox rows)
+and appends a lifespan hook that starts the hub's tailer. Several API processes on one
+database each tail it (``SKYGRID_LIVE_POLL_S`` seconds between polls, default 1.0; a
+local commit wakes the tailer at once).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+__all__ = ["install"]
+
+
+def _engine_of(app: Any) -> Any:
+    """The app's SQLAlchemy engine, from ``app.state`` (engine or a sessionmaker's bind)."""
+    st = app.state
+    for name in ("engine", "db_engine"):
+        eng = getattr(st, name, None)
+        if eng is not None:
+            return eng
+    for name in ("sessionmaker", "session_factory", "sm", "Session"):
+        sm = getattr(st, name, None)
+        if sm is not None and getattr(sm, "kw", {}).get("bind") is not None:
+            return sm.kw["bind"]
+    raise RuntimeError("dispatch.live: app.state has no 'engine' or 'sessionmaker' to read the outbox from")
+
+
+def authenticate_token(app: Any, token: str) -> Any:
+    """Token -> principal (None when unknown/revoked), for the streams' ``?token=``."""
+    from sqlalchemy.orm import Session
+
+    from dispatch.core.security import authenticate
+
+    with Session(_engine_of(app)) as session:
+        return authenticate(session, token)
+
+
+def _poll_s(settings: Any) -> float:
+    value = getattr(settings, "live_poll_s", None) or os.environ.get("SKYGRID_LIVE_POLL_S") or 1.0
+    return max(0.05, float(value))
+
+
+def install(app: Any) -> None:
+    """Add the live routes, the hub and its lifespan hook to ``app``."""
+    from .api import build_router
+    from .deps_shim import deps_module
+    from .hub import LiveHub
+
+    settings = getattr(app.state, "settings", None)
+    hub = LiveHub(lambda: _engine_of(app), poll_s=_poll_s(settings))
+    app.state.live_hub = hub
+    app.state.live_settings = settings
+    app.state.notify = hub.notify
+
+    @asynccontextmanager
+    async def live_lifespan(app_: Any) -> AsyncIterator[None]:
+        app_.state.live_settings = getattr(app_.state, "settings", settings)
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    hooks = getattr(app.state, "lifespan_hooks", None)
+    if hooks is None:
+        hooks = []
+        app.state.lifespan_hooks = hooks
+    hooks.append(live_lifespan)
+    app.include_router(build_router(deps_module(), authenticate_token))

@@ -1,0 +1,334 @@
+"""HTTP/WebSocket endpoints of the live module.
+
+* ``GET  /api/v1/live/ws``   WebSocket; one JSON object per frame (see :class:`LiveEvent`).
+* ``GET  /api/v1/live/sse``  Server-Sent Events; ``id:`` is the outbox id of ticket events.
+* ``GET  /api/v1/live/drones`` the drones' last positions, tracks and recent events.
+* ``GET  /api/v1/live/config`` what the pages need: tile URL and display CRS (no secrets).
+* ``POST /api/v1/telemetry`` flight records -> live streams (not stored as tickets).
+* ``POST /api/v1/drones/{drone_id}/commands``, ``GET /api/v1/drones/commands``.
+* ``PUT/GET /api/v1/plan`` the current patrol plan JSON.
+
+Streams take filters as comma-separated query values: ``grid``, ``tier``, ``class_name``
+(or ``class``), ``priority`` (``P0`` or ``0``), ``topic`` (prefix: ``ticket``, ``drone``).
+Resume: ``?after=<id>`` (WS and SSE) or the ``Last-Event-ID`` header (SSE, what
+EventSource sends by itself on reconnect). Auth: ``Authorization: Bearer`` or ``?token=``
+(browsers cannot set headers on WebSocket/EventSource). The first message is ``hello``
+with ``last_id`` (the outbox head) and the drones' snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.websockets import WebSocketState
+
+from . import store
+from .events import EventFilter, LiveEvent
+from .hub import LiveHub
+
+KEEPALIVE_S = 15.0  # seconds between SSE comments / WS pings so proxies keep the stream open
+
+
+# -- request bodies --------------------------------------------------------------------
+class TelemetryIn(BaseModel):
+    """flight.records.Telemetry as JSON (positions WGS-84 degrees, altitudes metres)."""
+
+    model_config = ConfigDict(extra="ignore")
+    drone_id: str = Field(min_length=1, max_length=64)
+    time_s: float
+    wall_time: float
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    abs_alt_m: float
+    rel_alt_m: float
+    roll_deg: float = 0.0
+    pitch_deg: float = 0.0
+    yaw_deg: float = 0.0
+    ground_speed_m_s: float = 0.0
+    battery_pct: float = 0.0
+    flight_mode: str = ""
+    armed: bool = False
+    in_air: bool = False
+    sortie_id: str | None = None
+    mission_item: int | None = None
+    mission_total: int | None = None
+
+
+class FlightEventIn(BaseModel):
+    """flight.records.FlightEvent as JSON."""
+
+    model_config = ConfigDict(extra="ignore")
+    drone_id: str = Field(min_length=1, max_length=64)
+    wall_time: float
+    kind: str = Field(min_length=1, max_length=64)
+    message: str = ""
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    sortie_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TelemetryBatch(BaseModel):
+    records: list[TelemetryIn] = Field(default_factory=list, max_length=10000)
+    events: list[FlightEventIn] = Field(default_factory=list, max_length=10000)
+
+
+class CommandIn(BaseModel):
+    action: Literal["rtl", "hold", "resume"]
+    note: str | None = Field(default=None, max_length=500)
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _iso_from_unix(t: float) -> str:
+    try:
+        return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def drone_event(topic: str, data: dict[str, Any], wall_time: float | None = None) -> LiveEvent:
+    at = _iso_from_unix(wall_time) if wall_time else datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return LiveEvent.make(id=None, topic=topic, at=at, data=data)
+
+
+def _hub(request_or_ws: Request | WebSocket) -> LiveHub:
+    return request_or_ws.app.state.live_hub
+
+
+def _token_from(headers: Any, query: Any) -> str | None:
+    auth = headers.get("authorization") or ""
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return query.get("token") or None
+
+
+def _build_filter(principal: Any, q: Any) -> EventFilter:
+    """Query values -> filter; a grid worker is confined to their grids. ValueError on bad input."""
+    allowed = None
+    if getattr(principal, "role", None) == "grid_worker":
+        allowed = list(getattr(principal, "grid_ids", None) or ())
+    return EventFilter.from_query(grid=q.get("grid"), tier=q.get("tier"),
+                                  class_name=q.get("class_name") or q.get("class"),
+                                  priority=q.get("priority"), topic=q.get("topic"), allowed_grids=allowed)
+
+
+def _after(value: str | None, field: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{field}: {value!r} is not an event id (an integer)") from None
+    if n < 0:
+        raise ValueError(f"{field}: event id must be >= 0, got {n}")
+    return n
+
+
+def _principal_info(p: Any) -> dict[str, Any]:
+    grids = getattr(p, "grid_ids", None)
+    return {"name": getattr(p, "name", None), "role": getattr(p, "role", None),
+            "grid_ids": list(grids) if grids else None}
+
+
+def _hello(hub: LiveHub, principal: Any, sub_after: int) -> LiveEvent:
+    return drone_event("hello", {"last_id": hub.cursor, "after": sub_after, "drones": hub.drones.snapshot(),
+                                 "principal": _principal_info(principal)})
+
+
+async def _events(hub: LiveHub, sub: Any) -> AsyncIterator[LiveEvent | None]:
+    """Replay then live events for one subscriber; yields ``None`` as a keep-alive tick.
+
+    Ends when the subscriber lagged too far behind (the client reconnects and replays).
+    """
+    for ev in await hub.replay(sub):
+        yield ev
+    while True:
+        try:
+            ev = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
+        except TimeoutError:
+            yield None
+            continue
+        if ev is None:  # lagged or server stopping
+            return
+        if sub.fresh(ev):
+            yield ev
+
+
+# -- router ----------------------------------------------------------------------------
+def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
+    """The live router; ``deps`` is dispatch.deps (roles), ``authenticate_token(app, token)``
+    resolves a token to a principal (or None) for the streams."""
+    router = APIRouter(tags=["live"])
+    any_role = deps.require_roles("operator", "dispatcher", "department", "grid_worker", "viewer")
+    operator = deps.require_roles("operator")
+    commander = deps.require_roles("operator", "dispatcher")
+
+    async def _stream_principal(app: Any, headers: Any, query: Any) -> Any:
+        token = _token_from(headers, query)
+        if not token:
+            return None
+        return await asyncio.to_thread(authenticate_token, app, token)
+
+    @router.get("/api/v1/live/config", summary="Map settings for the pages (tile URL, display CRS)")
+    async def live_config(request: Request) -> dict[str, Any]:
+        s = request.app.state.live_settings
+        return {"tile_url": getattr(s, "tile_url", None), "display_crs": getattr(s, "display_crs", "wgs84"),
+                "tile_attribution": getattr(s, "tile_attribution", None)}
+
+    @router.get("/api/v1/live/drones", summary="Last position, short track and recent events per drone")
+    async def live_drones(request: Request, _p: Any = Depends(any_role)) -> dict[str, Any]:
+        hub = _hub(request)
+        return {"drones": hub.drones.snapshot(), "last_id": hub.cursor}
+
+    @router.websocket("/api/v1/live/ws")
+    async def live_ws(websocket: WebSocket) -> None:
+        hub = _hub(websocket)
+        principal = await _stream_principal(websocket.app, websocket.headers, websocket.query_params)
+        if principal is None:
+            await websocket.close(code=1008, reason="missing or invalid token")
+            return
+        try:
+            flt = _build_filter(principal, websocket.query_params)
+            after = _after(websocket.query_params.get("after"), "after")
+        except ValueError as e:
+            await websocket.accept()
+            await websocket.send_text(json.dumps({"id": None, "topic": "error", "data": {"detail": str(e)}},
+                                                 ensure_ascii=False))
+            await websocket.close(code=4400, reason=str(e)[:120])
+            return
+        await websocket.accept()
+        sub = hub.subscribe(flt, after)
+        try:
+            await websocket.send_text(_hello(hub, principal, sub.skip_upto).encoded)
+
+            async def send_loop() -> None:
+                async for ev in _events(hub, sub):
+                    if ev is None:
+                        await websocket.send_text('{"id":null,"topic":"ping","data":{}}')
+                    else:
+                        await websocket.send_text(ev.encoded)
+
+            async def recv_loop() -> None:
+                while True:
+                    msg = await websocket.receive()
+                    if msg["type"] == "websocket.disconnect":
+                        return
+
+            tasks = [asyncio.create_task(send_loop()), asyncio.create_task(recv_loop())]
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in pending:
+                t.cancel()
+            for t in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            for t in done:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                    t.result()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            hub.unsubscribe(sub)
+            if websocket.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    # 1013 "try again later": the client fell behind; reconnect with ?after=
+                    await websocket.close(code=1013 if sub.lagged else 1000)
+
+    @router.get("/api/v1/live/sse", summary="Server-Sent Events stream of tickets and drones",
+                response_class=StreamingResponse)
+    async def live_sse(request: Request) -> Any:
+        hub = _hub(request)
+        principal = await _stream_principal(request.app, request.headers, request.query_params)
+        if principal is None:
+            return JSONResponse({"detail": "missing or invalid token"}, status_code=401)
+        try:
+            flt = _build_filter(principal, request.query_params)
+            after = _after(request.headers.get("last-event-id"), "Last-Event-ID")
+            if after is None:
+                after = _after(request.query_params.get("after"), "after")
+        except ValueError as e:
+            return JSONResponse({"detail": str(e)}, status_code=422)
+        sub = hub.subscribe(flt, after)
+
+        async def body() -> AsyncIterator[str]:
+            try:
+                yield "retry: 2000\n\n"
+                yield f"event: hello\ndata: {_hello(hub, principal, sub.skip_upto).encoded}\n\n"
+                async for ev in _events(hub, sub):
+                    if ev is None:
+                        yield ": ping\n\n"
+                    elif ev.id is None:
+                        yield f"data: {ev.encoded}\n\n"
+                    else:
+                        yield f"id: {ev.id}\ndata: {ev.encoded}\n\n"
+            finally:
+                hub.unsubscribe(sub)
+
+        return StreamingResponse(body(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @router.post("/api/v1/telemetry", status_code=202, summary="Drone telemetry and flight events -> live streams")
+    async def post_telemetry(batch: TelemetryBatch, request: Request, _p: Any = Depends(operator)) -> dict[str, Any]:
+        hub = _hub(request)
+        evs = [drone_event("drone.telemetry", r.model_dump(), r.wall_time) for r in batch.records]
+        evs += [drone_event("drone.event", e.model_dump(), e.wall_time) for e in batch.events]
+        if evs:
+            await hub.publish_drone("drone.batch", evs)
+        return {"records": len(batch.records), "events": len(batch.events)}
+
+    @router.post("/api/v1/drones/{drone_id}/commands", status_code=201, summary="Command a drone (rtl, hold, resume)")
+    async def post_command(drone_id: str, body: CommandIn, request: Request,
+                           principal: Any = Depends(commander)) -> dict[str, Any]:
+        if not drone_id or len(drone_id) > 64:
+            raise HTTPException(422, "drone_id: must be 1..64 characters")
+        hub = _hub(request)
+        cmd = await asyncio.to_thread(store.command_add, hub.engine, drone_id, body.action,
+                                      getattr(principal, "name", "?"), body.note)
+        await hub.publish_drone("drone.command", [drone_event("drone.command", cmd)])
+        return cmd
+
+    @router.get("/api/v1/drones/commands", summary="Drone commands after an id (the flight reporter polls this)")
+    async def get_commands(request: Request, drone_id: str | None = Query(None, max_length=64),
+                           after: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000),
+                           _p: Any = Depends(commander)) -> dict[str, Any]:
+        cmds = await asyncio.to_thread(store.commands_after, _hub(request).engine, drone_id, after, limit)
+        return {"commands": cmds}
+
+    @router.put("/api/v1/plan", summary="Store the current patrol plan (skygrid.plan/1 JSON)")
+    async def put_plan(request: Request, principal: Any = Depends(operator)) -> dict[str, Any]:
+        from geo.plan_schema import Plan, PlanFormatError
+
+        try:
+            body = await request.json()
+        except ValueError as e:
+            raise HTTPException(422, f"body: invalid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise HTTPException(422, "body: the plan must be a JSON object")
+        try:
+            plan = Plan.from_dict(body, source="plan")
+        except PlanFormatError as e:
+            raise HTTPException(422, str(e)) from None
+        hub = _hub(request)
+        updated_at = await asyncio.to_thread(store.plan_put, hub.engine, plan.to_dict(),
+                                             getattr(principal, "name", "?"))
+        info = {"updated_at": updated_at, "grids": len(plan.grids), "sorties": len(plan.sorties),
+                "drones": plan.drones}
+        await hub.publish_drone("plan.updated", [drone_event("plan.updated", info)])
+        return info
+
+    @router.get("/api/v1/plan", summary="The current patrol plan (404 when none was uploaded)")
+    async def get_plan(request: Request, _p: Any = Depends(any_role)) -> Any:
+        got = await asyncio.to_thread(store.plan_get, _hub(request).engine)
+        if got is None:
+            raise HTTPException(404, "no plan uploaded yet (PUT /api/v1/plan)")
+        plan, updated_at, updated_by = got
+        return JSONResponse(plan, headers={"X-Plan-Updated-At": updated_at, "X-Plan-Updated-By": updated_by})
+
+    return router

@@ -1,0 +1,253 @@
+"""The live hub: one per API process. It tails the database and fans events out.
+
+Ticket events: every process tails the ``live_events`` outbox by id. A local commit calls
+``notify()`` which wakes the tailer at once; commits made by *other* processes sharing the
+database are picked up by the periodic poll (``poll_s``, seconds). So one process gets
+near-zero latency and N processes on one SQLite file or PostgreSQL all see every event.
+
+Drone events (telemetry, flight events, commands) are published locally the moment they
+arrive and appended to ``live_drone_feed``; other processes tail that table the same way
+(rows from their own origin are skipped). The hub keeps the last position and a short
+track per drone in memory for the map's first paint.
+
+Subscribers get a bounded queue; a subscriber that falls ``queue_max`` events behind is
+cut off (``lagged``) and reconnects with its last id to replay from the outbox, so a slow
+browser never grows the server's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from . import store
+from .events import DRONE_PREFIX, EventFilter, LiveEvent
+
+log = logging.getLogger("dispatch.live")
+
+GAP_WAIT_S = 5.0  # how long a missing outbox id is awaited (a transaction committing late)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One connected stream.
+
+    ``skip_upto``: outbox ids up to this were delivered by the replay (or predate a fresh
+    connection), so the same ids arriving live are skipped. A gap filled by a late commit
+    (id above it) still gets through.
+    """
+
+    filter: EventFilter
+    skip_upto: int
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue())
+    queue_max: int = 5000
+    lagged: bool = False
+
+    def offer(self, ev: LiveEvent) -> None:
+        if self.lagged or not self.filter.matches(ev):
+            return
+        if self.queue.qsize() >= self.queue_max:
+            self.lagged = True
+            self.queue.put_nowait(None)  # wake the sender so it closes the stream
+            return
+        self.queue.put_nowait(ev)
+
+    def fresh(self, ev: LiveEvent) -> bool:
+        """True unless this ticket event was already delivered by the replay."""
+        return ev.id is None or ev.id > self.skip_upto
+
+
+class DroneBoard:
+    """Last telemetry, a short track and recent flight events per drone (memory only)."""
+
+    def __init__(self, track_len: int = 600, events_len: int = 20) -> None:
+        self.track_len, self.events_len = track_len, events_len
+        self.last: dict[str, dict[str, Any]] = {}
+        self.tracks: dict[str, deque] = {}
+        self.events: dict[str, deque] = {}
+
+    def apply(self, ev: LiveEvent) -> None:
+        d = ev.data
+        drone = d.get("drone_id")
+        if not drone:
+            return
+        if ev.topic == "drone.telemetry":
+            prev = self.last.get(drone)
+            if prev is not None and prev.get("wall_time", 0) > d.get("wall_time", 0):
+                return  # an older record arriving late (another process)
+            self.last[drone] = d
+            track = self.tracks.setdefault(drone, deque(maxlen=self.track_len))
+            track.append([round(d["lat"], 7), round(d["lon"], 7)])
+        elif ev.topic in ("drone.event", "drone.command"):
+            self.events.setdefault(drone, deque(maxlen=self.events_len)).append({"topic": ev.topic, **d})
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            drone: {"telemetry": self.last.get(drone), "track": list(self.tracks.get(drone, ())),
+                    "events": list(self.events.get(drone, ()))}
+            for drone in sorted(set(self.last) | set(self.events))
+        }
+
+
+class LiveHub:
+    """Tails the outbox and the drone feed, fans events out to the local subscribers."""
+
+    def __init__(self, engine_getter: Callable[[], Engine], *, poll_s: float = 1.0, queue_max: int = 5000) -> None:
+        self._engine_getter = engine_getter
+        self.poll_s = poll_s
+        self.queue_max = queue_max
+        self.origin = uuid.uuid4().hex
+        self.subscribers: set[Subscriber] = set()
+        self.drones = DroneBoard()
+        self.cursor = 0  # last outbox id fanned out
+        self.feed_cursor = 0
+        self._missing: dict[int, float] = {}  # outbox id -> monotonic time first missed
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._last_prune = 0.0
+        self.published = 0
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine_getter()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        await asyncio.to_thread(store.create_tables, self.engine)
+        self.cursor = await asyncio.to_thread(store.outbox_head, self.engine)
+        self.feed_cursor = await asyncio.to_thread(store.feed_head, self.engine)
+        self._task = asyncio.create_task(self._run(), name="live-hub-tailer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for sub in list(self.subscribers):
+            sub.lagged = True
+            sub.queue.put_nowait(None)
+
+    def notify(self) -> None:
+        """Wake the tailer (safe from any thread; a no-op before start)."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:
+            loop.call_soon_threadsafe(wake.set)
+
+    # -- subscribers ---------------------------------------------------------------------
+    def subscribe(self, flt: EventFilter, after: int | None) -> Subscriber:
+        sub = Subscriber(filter=flt, skip_upto=self.cursor if after is None else after, queue_max=self.queue_max)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    async def replay(self, sub: Subscriber, page: int = 1000) -> list[LiveEvent]:
+        """Outbox events after ``sub.skip_upto`` matching its filter (advances ``skip_upto``)."""
+        out: list[LiveEvent] = []
+        while True:
+            evs = await asyncio.to_thread(store.outbox_after, self.engine, sub.skip_upto, page)
+            for ev in evs:
+                if sub.filter.matches(ev):
+                    out.append(ev)
+            if evs:
+                sub.skip_upto = evs[-1].id
+            if len(evs) < page:
+                return out
+
+    # -- publishing ----------------------------------------------------------------------
+    def publish(self, ev: LiveEvent) -> None:
+        """Fan one event out to the local subscribers (event-loop thread only)."""
+        if ev.topic.startswith(DRONE_PREFIX):
+            self.drones.apply(ev)
+        self.published += 1
+        for sub in self.subscribers:
+            sub.offer(ev)
+
+    async def publish_drone(self, topic: str, events: list[LiveEvent]) -> None:
+        """Publish drone events locally now, then store them for the other processes."""
+        for ev in events:
+            self.publish(ev)
+        await asyncio.to_thread(store.feed_append, self.engine, self.origin, topic, [e.to_dict() for e in events])
+
+    # -- tailing -------------------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            self._wake.clear()
+            try:
+                await self.pump()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a DB hiccup must not kill the streams
+                log.exception("live tailer: reading the outbox failed; retrying")
+                await asyncio.sleep(min(self.poll_s, 1.0))
+
+    async def pump(self) -> int:
+        """Read and publish everything new (outbox and drone feed); returns events published."""
+        engine = self.engine
+        n = 0
+        while True:
+            evs, late, feed = await asyncio.to_thread(self._read, engine)
+            for ev in late:
+                self._missing.pop(ev.id, None)
+                self.publish(ev)
+            for ev in evs:
+                self._note_gap(ev.id)
+                self.cursor = max(self.cursor, ev.id)
+                self.publish(ev)
+            for row_id, origin, items in feed:
+                self.feed_cursor = row_id
+                if origin == self.origin:
+                    continue
+                for item in items:
+                    self.publish(LiveEvent.make(**{k: item.get(k) for k in
+                                                   ("id", "topic", "at", "data", "grid_id", "tier", "class_name",
+                                                    "priority")}))
+            n += len(evs) + len(late) + len(feed)
+            if len(evs) < 1000 and len(feed) < 500:
+                break
+        now = time.monotonic()
+        if now - self._last_prune > 60.0:
+            self._last_prune = now
+            await asyncio.to_thread(store.feed_prune, engine)
+        return n
+
+    def _read(self, engine: Engine) -> tuple[list[LiveEvent], list[LiveEvent], list]:
+        evs = store.outbox_after(engine, self.cursor, 1000)
+        now = time.monotonic()
+        for mid, since in list(self._missing.items()):
+            if now - since > GAP_WAIT_S:
+                del self._missing[mid]
+        late = store.outbox_ids(engine, sorted(self._missing)) if self._missing else []
+        feed = store.feed_after(engine, self.feed_cursor, 500)
+        return evs, late, feed
+
+    def _note_gap(self, new_id: int) -> None:
+        """Remember ids skipped over (a concurrent transaction may commit them later)."""
+        if new_id > self.cursor + 1 and self.cursor > 0 and new_id - self.cursor < 1000:
+            now = time.monotonic()
+            for mid in range(self.cursor + 1, new_id):
+                self._missing.setdefault(mid, now)

@@ -1,0 +1,192 @@
+"""SQL adapter of the live module: reads the tickets' ``live_events`` outbox and keeps the
+live module's own three small tables.
+
+* ``live_events`` belongs to the ticket store (written in the same transaction as every
+  ticket change); it is only read here, with plain SQL on the columns of the contract, so
+  this module does not import the ticket models.
+* ``live_drone_feed``: telemetry batches, flight events and commands, so that several API
+  processes sharing one database all show every drone (each process tails it by id, like
+  the outbox). Rows older than ``FEED_KEEP_S`` are pruned: positions are not history.
+* ``drone_commands``: operator/dispatcher commands (rtl, hold, resume) that the flight
+  reporter polls by id.
+* ``live_plan``: the current patrol plan JSON (one row), drawn by the map and the operator
+  view.
+
+The tables are created with ``create_all`` (checkfirst) when the app starts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from .events import LiveEvent, event_from_outbox_row
+
+FEED_KEEP_S = 600.0  # seconds of drone feed kept for other processes to catch up
+
+metadata = MetaData()
+
+drone_feed = Table(
+    "live_drone_feed", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("origin", String(64), nullable=False),
+    Column("topic", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON list of LiveEvent dicts
+    sqlite_autoincrement=True,
+)
+
+drone_commands = Table(
+    "drone_commands", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("drone_id", String(64), nullable=False, index=True),
+    Column("action", String(16), nullable=False),
+    Column("issued_by", String(128), nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+live_plan = Table(
+    "live_plan", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    Column("plan", Text, nullable=False),
+)
+
+
+def _outbox() -> Table:
+    """The ticket store's outbox table (imported lazily: the models are theirs)."""
+    from dispatch.models import LiveEvent as OutboxRow
+
+    return OutboxRow.__table__
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """ISO-8601 UTC with a Z (naive datetimes from SQLite are UTC)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def create_tables(engine: Engine) -> None:
+    metadata.create_all(engine, checkfirst=True)
+
+
+# -- ticket outbox (read only) ---------------------------------------------------------
+def outbox_head(engine: Engine) -> int:
+    """Largest outbox id (0 when empty)."""
+    t = _outbox()
+    with engine.connect() as c:
+        return int(c.execute(select(func.coalesce(func.max(t.c.id), 0))).scalar() or 0)
+
+
+def outbox_after(engine: Engine, after: int, limit: int = 1000) -> list[LiveEvent]:
+    """Outbox events with id > ``after``, oldest first."""
+    t = _outbox()
+    with engine.connect() as c:
+        rows = c.execute(select(t).where(t.c.id > after).order_by(t.c.id).limit(limit)).fetchall()
+    return [event_from_outbox_row(r) for r in rows]
+
+
+def outbox_ids(engine: Engine, ids: list[int]) -> list[LiveEvent]:
+    """Outbox events with the given ids (late commits that filled a gap), oldest first."""
+    if not ids:
+        return []
+    t = _outbox()
+    with engine.connect() as c:
+        rows = c.execute(select(t).where(t.c.id.in_(ids)).order_by(t.c.id)).fetchall()
+    return [event_from_outbox_row(r) for r in rows]
+
+
+# -- drone feed ------------------------------------------------------------------------
+def feed_append(engine: Engine, origin: str, topic: str, events: list[dict[str, Any]]) -> int:
+    """Store one batch of drone events; returns its row id."""
+    with engine.begin() as c:
+        res = c.execute(insert(drone_feed).values(created_at=utcnow(), origin=origin, topic=topic,
+                                                  payload=json.dumps(events, ensure_ascii=False)))
+        return int(res.inserted_primary_key[0])
+
+
+def feed_head(engine: Engine) -> int:
+    with engine.connect() as c:
+        return int(c.execute(select(func.coalesce(func.max(drone_feed.c.id), 0))).scalar() or 0)
+
+
+def feed_after(engine: Engine, after: int, limit: int = 500) -> list[tuple[int, str, list[dict[str, Any]]]]:
+    """(row id, origin, events) of feed rows with id > ``after``."""
+    with engine.connect() as c:
+        rows = c.execute(select(drone_feed.c.id, drone_feed.c.origin, drone_feed.c.payload)
+                         .where(drone_feed.c.id > after).order_by(drone_feed.c.id).limit(limit)).fetchall()
+    return [(int(r.id), r.origin, json.loads(r.payload)) for r in rows]
+
+
+def feed_prune(engine: Engine, keep_s: float = FEED_KEEP_S) -> int:
+    with engine.begin() as c:
+        return c.execute(delete(drone_feed).where(drone_feed.c.created_at < utcnow() - timedelta(seconds=keep_s))
+                         ).rowcount or 0
+
+
+# -- drone commands --------------------------------------------------------------------
+def _command_dict(r: Any) -> dict[str, Any]:
+    return {"id": int(r.id), "drone_id": r.drone_id, "action": r.action, "issued_by": r.issued_by,
+            "issued_at": iso(r.issued_at), "note": r.note}
+
+
+def command_add(engine: Engine, drone_id: str, action: str, issued_by: str, note: str | None = None
+                ) -> dict[str, Any]:
+    with engine.begin() as c:
+        res = c.execute(insert(drone_commands).values(drone_id=drone_id, action=action, issued_by=issued_by,
+                                                      issued_at=utcnow(), note=note))
+        row = c.execute(select(drone_commands).where(drone_commands.c.id == res.inserted_primary_key[0])).one()
+    return _command_dict(row)
+
+
+def commands_after(engine: Engine, drone_id: str | None, after: int, limit: int = 200) -> list[dict[str, Any]]:
+    q = select(drone_commands).where(drone_commands.c.id > after)
+    if drone_id:
+        q = q.where(drone_commands.c.drone_id == drone_id)
+    with engine.connect() as c:
+        rows = c.execute(q.order_by(drone_commands.c.id).limit(limit)).fetchall()
+    return [_command_dict(r) for r in rows]
+
+
+# -- plan ------------------------------------------------------------------------------
+def plan_put(engine: Engine, plan: dict[str, Any], updated_by: str) -> str:
+    """Replace the current plan (one transaction: the old one stays if this fails)."""
+    now = utcnow()
+    body = json.dumps(plan, ensure_ascii=False)
+    with engine.begin() as c:
+        c.execute(delete(live_plan).where(live_plan.c.id == 1))
+        c.execute(insert(live_plan).values(id=1, updated_at=now, updated_by=updated_by, plan=body))
+    return iso(now)
+
+
+def plan_get(engine: Engine) -> tuple[dict[str, Any], str, str] | None:
+    """(plan, updated_at, updated_by) or None."""
+    with engine.connect() as c:
+        row = c.execute(select(live_plan).where(live_plan.c.id == 1)).first()
+    if row is None:
+        return None
+    return json.loads(row.plan), iso(row.updated_at), row.updated_by
