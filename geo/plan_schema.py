@@ -99,6 +99,8 @@ class Plan:
     created_at: str = ""
     source: str = ""
     schema: str = PLAN_SCHEMA
+    #: planner warnings for the operator (optional; e.g. a grid planned around a no-fly zone)
+    warnings: list[str] = field(default_factory=list)
 
     def sorties_for(self, drone: int) -> list[Sortie]:
         """Sorties of one drone in flying order."""

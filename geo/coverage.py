@@ -1,0 +1,390 @@
+"""Coverage of one grid: boustrophedon survey lines at the cheapest sweep angle.
+
+Everything here is in local metres (see :class:`geo.projection.LocalFrame`). The region to
+image is ``grid - buffered no-fly zones``; the region one may fly in is ``grid grown by
+edge_margin_m - buffered no-fly zones``. Lines are laid in a frame rotated to the sweep
+angle and clipped to the region with shapely, so concave outlines and holes split a line
+into several segments (the boustrophedon cell decomposition is implicit: each segment is
+one cell's row). Segments are then chained nearest-end-first, which sweeps one cell in a
+serpentine and jumps to the next; every connection that would leave the free space is
+replaced by a shortest path inside it (:class:`geo.routing.FreeSpace`). Areas the swaths
+miss (slivers between lines in narrow lobes) get extra short lines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from shapely import affinity
+from shapely.geometry import MultiPolygon, Polygon
+
+from geo.routing import FreeSpace, polyline_length, turn_angles_deg
+
+Point2 = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class FlightModel:
+    """Multicopter time model. Speeds in m/s, times in seconds.
+
+    A waypoint with a heading change of ``a`` degrees costs ``turn_s * a / 180`` extra seconds
+    (deceleration, yaw, acceleration). Climb and descent happen over home.
+    """
+
+    speed_m_s: float = 10.0
+    turn_s: float = 6.0
+    climb_m_s: float = 3.0
+    descend_m_s: float = 2.0
+    #: take-off, landing and arming overhead per sortie
+    overhead_s: float = 30.0
+
+    def path_time_s(self, points) -> float:
+        """Seconds to fly a polyline of local metres at cruise speed, turns included."""
+        return polyline_length(points) / self.speed_m_s + float(turn_angles_deg(points).sum()) / 180.0 * self.turn_s
+
+    def vertical_time_s(self, rel_alt_m: float) -> float:
+        """Climb to and descend from ``rel_alt_m`` plus the per-sortie overhead."""
+        return rel_alt_m / self.climb_m_s + rel_alt_m / self.descend_m_s + self.overhead_s
+
+
+@dataclass
+class RoutePoint:
+    x: float
+    y: float
+    kind: str  # "line_start" | "line_end" | "transit"
+
+
+@dataclass
+class CellRoute:
+    """The route over one connected part of one grid, in local metres."""
+
+    grid_id: str
+    part: int
+    points: list[RoutePoint]
+    angle_deg: float
+    lines: int
+    imaged_area_m2: float
+    area_m2: float
+    length_m: float = 0.0
+    time_s: float = 0.0
+    #: swath polygons (local metres) for footprint outputs
+    swaths: list[Polygon] = field(default_factory=list)
+
+    @property
+    def entry(self) -> Point2:
+        return (self.points[0].x, self.points[0].y)
+
+    @property
+    def exit(self) -> Point2:
+        return (self.points[-1].x, self.points[-1].y)
+
+    def reversed(self) -> CellRoute:
+        """The same route flown backwards (line starts and ends swap roles)."""
+        swap = {"line_start": "line_end", "line_end": "line_start", "transit": "transit"}
+        pts = [RoutePoint(p.x, p.y, swap[p.kind]) for p in reversed(self.points)]
+        return CellRoute(self.grid_id, self.part, pts, self.angle_deg, self.lines, self.imaged_area_m2,
+                         self.area_m2, self.length_m, self.time_s, self.swaths)
+
+    def xy(self) -> np.ndarray:
+        return np.asarray([(p.x, p.y) for p in self.points], dtype=np.float64).reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """Camera-derived spacing (m) and footprint (m), plus planning knobs."""
+
+    spacing_m: float
+    footprint_w_m: float
+    footprint_h_m: float
+    min_segment_m: float = 1.0
+    angle_step_deg: float = 15.0
+    fill_gaps: bool = True
+
+
+def _rotate_xy(a: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Rotate points of the sweep frame (u along lines, v across) back to local x/y."""
+    t = math.radians(angle_deg)
+    c, s = math.cos(t), math.sin(t)
+    return np.column_stack([a[:, 0] * c - a[:, 1] * s, a[:, 0] * s + a[:, 1] * c])
+
+
+def sweep_segments(region_rot: Polygon | MultiPolygon, spacing: float, min_len: float = 1.0) -> np.ndarray:
+    """Horizontal lines ``spacing`` apart clipped to ``region_rot``: rows (line_index, u0, u1, v).
+
+    Lines are centred in the region's height so both outer margins are equal and at most
+    half a spacing.
+    """
+    minx, miny, maxx, maxy = region_rot.bounds
+    height = maxy - miny
+    n = max(1, math.ceil(height / spacing - 1e-9))
+    v0 = miny + (height - (n - 1) * spacing) / 2.0
+    vs = v0 + spacing * np.arange(n)
+    coords = np.empty((n, 2, 2))
+    coords[:, 0, 0], coords[:, 1, 0] = minx - 1.0, maxx + 1.0
+    coords[:, 0, 1] = coords[:, 1, 1] = vs
+    lines = shapely.linestrings(coords)
+    inter = shapely.intersection(lines, region_rot)
+    parts, idx = shapely.get_parts(inter, return_index=True)
+    rows = []
+    for g, i in zip(parts, idx, strict=True):
+        if g.geom_type != "LineString" or g.length < min_len:
+            continue
+        xs = shapely.get_coordinates(g)[:, 0]
+        rows.append((float(i), float(xs.min()), float(xs.max()), float(vs[i])))
+    if not rows:
+        return np.zeros((0, 4))
+    a = np.asarray(rows)
+    a = a[np.lexsort((a[:, 1], a[:, 0]))]
+    # pieces that only touch (a line running along a hole's edge) are one segment
+    merged = [a[0].copy()]
+    for r in a[1:]:
+        last = merged[-1]
+        if r[0] == last[0] and r[1] <= last[2] + 1e-6:
+            last[2] = max(last[2], r[2])
+        else:
+            merged.append(r.copy())
+    return np.asarray(merged)
+
+
+def _angle_candidates(region: Polygon | MultiPolygon, step: float) -> list[float]:
+    """Sweep angles worth trying: along every convex-hull edge, plus a coarse fan."""
+    hull = region.convex_hull
+    cands = list(np.arange(0.0, 180.0, step)) if step > 0 else []
+    if isinstance(hull, Polygon):
+        c = np.asarray(hull.exterior.coords)
+        d = np.diff(c, axis=0)
+        lengths = np.hypot(*d.T)
+        for (dx, dy), ln in zip(d, lengths, strict=True):
+            if ln > 1e-6:
+                cands.append(math.degrees(math.atan2(dy, dx)) % 180.0)
+    out: list[float] = []
+    for a in sorted(cands):
+        if not out or min(abs(a - b) % 180.0 for b in out) > 1.0:
+            out.append(a)
+    if len(out) > 1 and (180.0 - out[-1] + out[0]) < 1.0:
+        out.pop()
+    return out
+
+
+def _estimate_cost_m(segs: np.ndarray, spacing: float, turn_m: float) -> float:
+    """Cheap cost of a segment set: lengths + one connection and two turns per segment."""
+    if not len(segs):
+        return math.inf
+    return float((segs[:, 2] - segs[:, 1]).sum() + len(segs) * (spacing + turn_m))
+
+
+def _order_segments(segs: np.ndarray, start: Point2) -> list[tuple[Point2, Point2]]:
+    """Chain segments nearest-endpoint-first starting near ``start`` (serpentine within a cell)."""
+    ends = np.stack([segs[:, [1, 3]], segs[:, [2, 3]]], axis=1)  # (m, 2 ends, 2)
+    m = len(segs)
+    left = np.ones(m, dtype=bool)
+    cur = np.asarray(start, dtype=np.float64)
+    out = []
+    for _ in range(m):
+        d = np.hypot(ends[..., 0] - cur[0], ends[..., 1] - cur[1])
+        # prefer the next line over the same line's far cell: small bias on v distance
+        d[~left] = np.inf
+        k = int(np.argmin(d))
+        i, e = divmod(k, 2)
+        a, b = ends[i, e], ends[i, 1 - e]
+        out.append(((float(a[0]), float(a[1])), (float(b[0]), float(b[1]))))
+        left[i] = False
+        cur = b
+    return out
+
+
+def _two_opt(order: list[tuple[Point2, Point2]], start: Point2, dist=math.dist, max_passes: int = 6) -> list[tuple[Point2, Point2]]:
+    """Improve a chain of directed segments by reversing sub-chains (2-opt with orientation).
+
+    The cost is the sum of straight connections from ``start`` through the chain; the far
+    end is free. Reversing segments ``i..j`` flips each segment's direction.
+    """
+    m = len(order)
+    if m < 3:
+        return order
+    s = np.asarray([o[0] for o in order], dtype=np.float64)
+    e = np.asarray([o[1] for o in order], dtype=np.float64)
+    idx = np.arange(m)
+    flip = np.zeros(m, dtype=bool)
+
+    def heads(k):  # where segment at position k starts / ends, orientation applied
+        i = idx[k]
+        return (e[i], s[i]) if flip[k] else (s[i], e[i])
+
+    st = np.asarray(start, dtype=np.float64)
+    for _ in range(max_passes):
+        improved = False
+        for i in range(m - 1):
+            prev_end = st if i == 0 else heads(i - 1)[1]
+            si = heads(i)[0]
+            for j in range(i + 1, m):
+                ej = heads(j)[1]
+                d0 = math.dist if i == 0 else dist  # the start lies outside the grid
+                before = d0(prev_end, si)
+                after = d0(prev_end, ej)
+                if j + 1 < m:
+                    nxt = heads(j + 1)[0]
+                    before += dist(ej, nxt)
+                    after += dist(si, nxt)
+                if after < before - 1e-6:
+                    idx[i : j + 1] = idx[i : j + 1][::-1].copy()
+                    flip[i : j + 1] = ~flip[i : j + 1][::-1]
+                    improved = True
+                    si = heads(i)[0]
+        if not improved:
+            break
+    out = []
+    for k in range(m):
+        a, b = heads(k)
+        out.append(((float(a[0]), float(a[1])), (float(b[0]), float(b[1]))))
+    return out
+
+
+def _swath_boxes(segs: np.ndarray, w: float, h: float) -> np.ndarray:
+    """Imaged rectangles (sweep frame) of each segment: photos from start to end, footprint w x h."""
+    return shapely.box(segs[:, 1] - h / 2, segs[:, 3] - w / 2, segs[:, 2] + h / 2, segs[:, 3] + w / 2)
+
+
+def _gap_segments(region_rot, covered, segs: np.ndarray, p: SweepParams) -> np.ndarray:
+    """Extra short lines through areas the swaths miss (narrow lobes between lines)."""
+    gaps = shapely.difference(region_rot, covered)
+    if gaps.is_empty:
+        return np.zeros((0, 4))
+    extra = []
+    thresh = max(0.5, 1e-4 * region_rot.area)
+    for g in getattr(gaps, "geoms", [gaps]):
+        if g.area < thresh:
+            continue
+        pt = g.representative_point()
+        gu0, gv0, gu1, gv1 = g.bounds
+        v = (gv0 + gv1) / 2.0 if gv1 - gv0 < p.footprint_w_m else pt.y
+        row = sweep_segments_at(region_rot, v, p.min_segment_m * 0.1)
+        for (u0, u1) in row:
+            if u0 - 1e-6 <= pt.x <= u1 + 1e-6 or (u0 <= gu1 and u1 >= gu0):
+                a = max(u0, gu0 + p.footprint_h_m / 2)
+                b = min(u1, gu1 - p.footprint_h_m / 2)
+                if a > b:
+                    mid = min(max((gu0 + gu1) / 2, u0), u1)
+                    half = min(p.min_segment_m / 2, (u1 - u0) / 2)
+                    a, b = max(u0, mid - half), min(u1, mid + half)
+                extra.append((-1.0, a, b, v))
+                break
+    return np.asarray(extra).reshape(-1, 4)
+
+
+def sweep_segments_at(region_rot, v: float, min_len: float) -> list[tuple[float, float]]:
+    """(u0, u1) pieces of the horizontal line at ``v`` inside ``region_rot``."""
+    minx, _, maxx, _ = region_rot.bounds
+    g = shapely.intersection(shapely.linestrings([[minx - 1, v], [maxx + 1, v]]), region_rot)
+    out = []
+    for part in shapely.get_parts(g):
+        if part.geom_type == "LineString" and part.length >= min_len:
+            xs = shapely.get_coordinates(part)[:, 0]
+            out.append((float(xs.min()), float(xs.max())))
+    return out
+
+
+class _Connector:
+    """Connection lengths inside the free space, cached; straight when the region is convex."""
+
+    def __init__(self, free_rot, convex: bool) -> None:
+        self.fs = FreeSpace(free_rot)
+        self.convex = convex
+        self._cache: dict[tuple, list[Point2]] = {}
+
+    def path(self, p, q) -> list[Point2]:
+        if self.convex:
+            return []
+        key = (round(float(p[0]), 3), round(float(p[1]), 3), round(float(q[0]), 3), round(float(q[1]), 3))
+        r = self._cache.get(key)
+        if r is None:
+            r = self.fs.path((float(p[0]), float(p[1])), (float(q[0]), float(q[1])))
+            self._cache[key] = r
+        return r
+
+    def dist(self, p, q) -> float:
+        via = self.path(p, q)
+        if not via:
+            return math.dist(p, q)
+        return polyline_length([tuple(p), *via, tuple(q)])
+
+
+def _route_in_frame(segs: np.ndarray, conn: _Connector, start: Point2) -> list[tuple[float, float, str]]:
+    ordered = _order_segments(segs, start)
+    ordered = _two_opt(ordered, start, conn.dist if not conn.convex else math.dist)
+    pts: list[tuple[float, float, str]] = []
+    for k, (s0, s1) in enumerate(ordered):
+        if k:
+            prev = (pts[-1][0], pts[-1][1])
+            for q in conn.path(prev, s0):
+                pts.append((q[0], q[1], "transit"))
+        pts.append((s0[0], s0[1], "line_start"))
+        pts.append((s1[0], s1[1], "line_end"))
+    return pts
+
+
+def plan_part(
+    grid_id: str,
+    part: int,
+    region: Polygon,
+    free: Polygon | MultiPolygon,
+    p: SweepParams,
+    model: FlightModel,
+    start: Point2 = (0.0, 0.0),
+    angle_deg: float | None = None,
+    full_evaluations: int = 3,
+) -> CellRoute | None:
+    """Route over one connected ``region`` (local metres) that stays inside ``free``.
+
+    ``angle_deg`` fixes the sweep direction (degrees from east, counter-clockwise); by
+    default every angle of :func:`_angle_candidates` is scored cheaply and the best
+    ``full_evaluations`` (one for convex regions) are routed in full; the fastest wins.
+    Returns None for a region too small to hold a line.
+    """
+    turn_m = model.turn_s * model.speed_m_s
+    convex = len(region.interiors) == 0 and region.area >= region.convex_hull.area * (1 - 1e-9)
+    convex = convex and free.covers(region.convex_hull)
+    cands = [angle_deg] if angle_deg is not None else _angle_candidates(region, p.angle_step_deg)
+    scored = []
+    for a in cands:
+        rot = affinity.rotate(region, -a, origin=(0.0, 0.0))
+        segs = sweep_segments(rot, p.spacing_m, p.min_segment_m)
+        if not len(segs):
+            # tiny region: one short line through its middle
+            pt = rot.representative_point()
+            row = sweep_segments_at(rot, pt.y, 0.0)
+            if not row:
+                continue
+            segs = np.asarray([[0.0, row[0][0], row[0][1], pt.y]])
+        scored.append((_estimate_cost_m(segs, p.spacing_m, turn_m), a, rot, segs))
+    if not scored:
+        return None
+    scored.sort(key=lambda t: t[0])
+    best = None
+    for _, a, rot, segs in scored[: 1 if convex else full_evaluations]:
+        covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
+        if p.fill_gaps:
+            extra = _gap_segments(rot, covered, segs, p)
+            if len(extra):
+                segs = np.vstack([segs, extra])
+                covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
+        t = math.radians(a)
+        s_rot = (start[0] * math.cos(t) + start[1] * math.sin(t), -start[0] * math.sin(t) + start[1] * math.cos(t))
+        conn = _Connector(affinity.rotate(free, -a, origin=(0.0, 0.0)), convex)
+        pts_rot = _route_in_frame(segs, conn, s_rot)
+        xy = _rotate_xy(np.asarray([(u, v) for u, v, _ in pts_rot]), a)
+        cost = model.path_time_s(xy)
+        if best is None or cost < best[0]:
+            best = (cost, a, rot, segs, covered, pts_rot, xy)
+    assert best is not None
+    cost, a, rot, segs, covered, pts_rot, xy = best
+    imaged = shapely.intersection(covered, rot).area
+    points = [RoutePoint(float(x), float(y), kind) for (x, y), (_, _, kind) in zip(xy, pts_rot, strict=True)]
+    swaths = [affinity.rotate(b, a, origin=(0.0, 0.0)) for b in _swath_boxes(segs, p.footprint_w_m, p.footprint_h_m)]
+    route = CellRoute(grid_id, part, points, a % 180.0, len(segs), float(imaged), float(region.area), swaths=swaths)
+    route.length_m = polyline_length(xy)
+    route.time_s = cost
+    return route
