@@ -321,7 +321,8 @@ def plan_patrol(
             if frac >= max_no_fly_fraction:
                 raise PlanningError(
                     f"grid {g.id} ({g.name}) lies {frac:.0%} inside no-fly zone {z.id} ({z.name}, buffer {z.buffer_m:g} m); "
-                    "drop it from the patrol (--grids) or patrol it on foot"
+                    f"drop it from the patrol (--grids), patrol it on foot, or raise --max-no-fly-fraction above {frac:.2f} "
+                    "to fly the remainder"
                 )
             warn(f"grid {g.id}: {inter:.0f} m² ({frac:.0%}) overlaps no-fly zone {z.id} ({z.name}, buffer "
                  f"{z.buffer_m:g} m); planned around it as a hole — that area is not imaged")

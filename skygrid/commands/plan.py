@@ -1,0 +1,158 @@
+"""`skygrid plan`: grid polygons in, coverage routes, sorties and drone assignments out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+Import grid polygons (GeoJSON, KML or ESRI Shapefile), plan a boustrophedon coverage
+route per grid at the cheapest sweep angle (concave grids and no-fly holes handled; the
+path never leaves the grid nor enters a buffered no-fly zone), chain the grids into one
+tour from the launch point, cut it into battery-sized sorties and share them among drones.
+
+Writes the plan JSON that `skygrid fly` reads, and optionally QGroundControl .plan files
+(one per sortie), KML and GeoJSON of routes and camera footprints.
+"""
+
+EPILOG = """\
+examples:
+  skygrid plan examples/keqiao/grids.geojson --crs gcj02 --no-fly examples/keqiao/no_fly.geojson \\
+      --home 30.0879584,120.3289584 --drones 2 --out plan.json --qgc plan.plan --kml plan.kml
+  skygrid plan grids.shp --gsd 2.5 --camera p4rtk --grids 330603-YXQ-003,330603-YXQ-004 --out plan.json
+
+A no-fly zone overlapping part of a grid is planned around (a hole) with a warning; a grid
+mostly inside a zone, or unreachable from home, is an error naming grid and zone.
+"""
+
+
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("plan", help=help_text, description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("grids_file", metavar="GRIDS_FILE", help="grid polygons: .geojson/.json, .kml or .shp")
+    p.add_argument("--crs", choices=["wgs84", "gcj02", "bd09"], default="wgs84",
+                   help="datum of the input coordinates (AMap exports are gcj02, Baidu bd09); default wgs84")
+    p.add_argument("--id-field", default=None, help="property holding the grid id (default: grid_id, id, code, ...)")
+    p.add_argument("--grids", default=None, metavar="ID,ID", help="plan only these grid ids (comma separated)")
+    alt = p.add_mutually_exclusive_group()
+    alt.add_argument("--gsd", type=float, default=None, metavar="CM_PX", help="ground sample distance in cm/px")
+    alt.add_argument("--altitude", type=float, default=None, metavar="M",
+                     help="flight altitude above ground in metres (default 80)")
+    p.add_argument("--camera", default="m3e", help="camera preset (m3e, p4rtk, p1-35mm, m30-wide); default m3e")
+    p.add_argument("--side-overlap", type=float, default=0.2, help="side overlap 0..1 (default 0.2)")
+    p.add_argument("--front-overlap", type=float, default=0.6, help="front overlap 0..1 (default 0.6)")
+    p.add_argument("--speed", type=float, default=10.0, metavar="M_S", help="cruise speed in m/s (default 10)")
+    p.add_argument("--no-fly", default=None, metavar="FILE", help="no-fly zones (same formats; property buffer_m)")
+    p.add_argument("--no-fly-crs", default=None, choices=["wgs84", "gcj02", "bd09"],
+                   help="datum of the no-fly file (default: same as --crs)")
+    p.add_argument("--drones", type=int, default=1, help="number of drones sharing the work (default 1)")
+    p.add_argument("--home", default=None, metavar="LAT,LON[,ALT]",
+                   help="launch point, WGS-84 (default: the centroid of the grids); ALT = metres AMSL")
+    p.add_argument("--endurance-min", type=float, default=35.0, help="flight minutes per battery (default 35)")
+    p.add_argument("--reserve", type=float, default=0.2, help="battery fraction kept in reserve (default 0.2)")
+    p.add_argument("--edge-margin", type=float, default=0.0, metavar="M",
+                   help="how far in metres the path may stray outside a grid (default 0)")
+    p.add_argument("--max-no-fly-fraction", type=float, default=0.5, metavar="F",
+                   help="a grid with at least this fraction inside buffered no-fly zones is an error; "
+                        "below it the zone is planned around as a hole (default 0.5)")
+    p.add_argument("--authorised-airspace", action="store_true",
+                   help="allow altitudes above 120 m AGL (only with an airspace approval)")
+    p.add_argument("--out", required=True, metavar="PLAN_JSON", help="plan JSON to write (read by `skygrid fly`)")
+    p.add_argument("--qgc", default=None, metavar="OUT.plan", help="QGroundControl plan (one file per sortie)")
+    p.add_argument("--kml", default=None, metavar="OUT.kml", help="KML of grids, routes and footprints")
+    p.add_argument("--geojson", default=None, metavar="OUT.geojson", help="GeoJSON of grids, routes and footprints")
+    p.set_defaults(func=run)
+    return p
+
+
+def _parse_home(text: str | None, grids) -> tuple[float, float, float]:
+    if text is None:
+        from shapely import union_all
+
+        c = union_all([g.polygon for g in grids]).centroid
+        return (c.y, c.x, 0.0)
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--home {text!r}: expected LAT,LON[,ALT] in degrees (and metres)") from None
+    if len(parts) not in (2, 3) or not (-90 <= parts[0] <= 90 and -180 <= parts[1] <= 180):
+        raise ValueError(f"--home {text!r}: expected LAT,LON[,ALT] with lat within ±90 and lon within ±180")
+    return (parts[0], parts[1], parts[2] if len(parts) == 3 else 0.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from geo.camera import get_camera
+    from geo.grids import GridImportError, load_grids, load_no_fly, select_grids
+    from geo.outputs import write_geojson, write_kml, write_qgc_plan
+    from geo.planner import PlanningError, plan_patrol
+
+    console = Console(stderr=True)
+    out = Console()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            grids = load_grids(args.grids_file, crs=args.crs, id_field=args.id_field)
+            grids = select_grids(grids, [s.strip() for s in args.grids.split(",") if s.strip()] if args.grids else None)
+            no_fly = load_no_fly(args.no_fly, crs=args.no_fly_crs or args.crs) if args.no_fly else []
+            camera = get_camera(args.camera)
+            home = _parse_home(args.home, grids)
+            with Progress(TextColumn("planning grids"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console, transient=True) as prog:
+                task = prog.add_task("plan", total=len(grids))
+                plan = plan_patrol(
+                    grids, home=home, camera=camera, altitude_m=args.altitude, gsd_cm=args.gsd,
+                    speed_m_s=args.speed, side_overlap=args.side_overlap, front_overlap=args.front_overlap,
+                    drones=args.drones, no_fly=no_fly, edge_margin_m=args.edge_margin,
+                    endurance_s=args.endurance_min * 60.0, reserve=args.reserve,
+                    authorised_airspace=args.authorised_airspace, max_no_fly_fraction=args.max_no_fly_fraction,
+                    progress=lambda done, total: prog.update(task, completed=done, total=total),
+                    source=str(args.grids_file),
+                )
+    except (GridImportError, PlanningError, KeyError, ValueError) as e:
+        for w in caught:
+            console.print(f"[yellow]warning:[/] {w.message}")
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        console.print(f"[red]error:[/] {msg}")
+        return 1
+    for w in caught:
+        console.print(f"[yellow]warning:[/] {w.message}")
+
+    plan.save(args.out)
+    written = [args.out]
+    if args.qgc:
+        written += [str(p) for p in write_qgc_plan(plan, args.qgc)]
+    if args.kml:
+        written.append(str(write_kml(plan, args.kml)))
+    if args.geojson:
+        written.append(str(write_geojson(plan, args.geojson)))
+
+    table = Table(title=f"SkyGrid plan: {len(plan.grids)} grids, {plan.altitude_m:.0f} m AGL, "
+                        f"GSD {plan.gsd_cm:.2f} cm/px, line spacing {plan.line_spacing_m:.0f} m")
+    for col in ("drone", "sortie", "grids", "km", "minutes", "battery", "waypoints"):
+        table.add_column(col, justify="right" if col not in ("sortie", "grids") else "left")
+    for d in range(plan.drones):
+        for s in plan.sorties_for(d):
+            table.add_row(f"d{d}", s.id, str(len(s.grid_ids)), f"{s.distance_m / 1000:.2f}", f"{s.duration_s / 60:.1f}",
+                          f"{s.battery_fraction:.0%}", str(len(s.waypoints)))
+    area = sum(g.area_m2 for g in plan.grids)
+    cov = sum(g.area_m2 * g.coverage_ratio for g in plan.grids) / area if area else 0.0
+    makespan = max((sum(s.duration_s for s in plan.sorties_for(d)) for d in range(plan.drones)), default=0.0)
+    table.add_section()
+    table.add_row("all", f"{len(plan.sorties)} sorties", str(len(plan.grids)),
+                  f"{sum(s.distance_m for s in plan.sorties) / 1000:.2f}",
+                  f"{sum(s.duration_s for s in plan.sorties) / 60:.1f}", "", str(sum(len(s.waypoints) for s in plan.sorties)))
+    out.print(table)
+    out.print(f"coverage {cov:.2%} of {area / 1e6:.3f} km² · longest drone {makespan / 60:.1f} min flying · "
+              f"wrote {', '.join(written)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(add_parser(argparse.ArgumentParser().add_subparsers(), "plan").parse_args()))
