@@ -1,0 +1,733 @@
+"""Flying one sortie on one vehicle: checks, upload, arm, start, monitor, faults.
+
+The decisions (what to do when the link drops, the battery runs low, the command room
+orders a return) are here; the MAVSDK calls are in :mod:`flight.link`. Every fault and
+decision becomes a :class:`flight.records.FlightEvent` with time and position, sent to
+the listeners (flight log, command room, vision).
+
+Resume rule: the mission is continued from the **last reached waypoint** — the leg the
+vehicle was on when it was interrupted is flown again from its start, so the ground
+under it is covered, and no waypoint after the resume point is flown twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flight.link import LinkError, VehicleLink, VehicleState, verify_download
+from flight.mission import (
+    CameraMode,
+    MissionSpec,
+    build_mission,
+    follow_up_sortie,
+    haversine_m,
+    inside_patrol_area,
+)
+from flight.records import FlightEvent, FlightListener, Telemetry
+from geo.plan_schema import Plan, Sortie
+
+log = logging.getLogger("skygrid.flight")
+
+Command = Literal["rtl", "hold", "resume"]
+COMMANDS: tuple[str, ...] = ("rtl", "hold", "resume")
+
+
+class PreflightError(RuntimeError):
+    """The vehicle is not fit to fly this sortie; the message lists every failed check."""
+
+
+class SortieFailed(RuntimeError):
+    """A sortie that could not be flown (upload refused, vehicle lost...)."""
+
+
+@dataclass
+class FlightConfig:
+    """Knobs of the executor. Times in wall seconds unless said otherwise."""
+
+    telemetry_hz: float = 5.0
+    connect_timeout_s: float = 60.0
+    health_timeout_s: float = 60.0
+    #: battery needed at take-off on top of the sortie's planned use (percent points)
+    battery_reserve_pct: float = 25.0
+    #: never take off below this, whatever the plan says (percent)
+    min_takeoff_battery_pct: float = 50.0
+    #: return to launch when the battery falls to this during a sortie (percent)
+    low_battery_pct: float = 20.0
+    min_gps_fix: int = 3
+    min_satellites: int = 6
+    #: refuse when the first waypoint is further than this from the vehicle (m)
+    max_first_waypoint_m: float = 10_000.0
+    check_home_in_area: bool = True
+    fence_buffer_m: float = 150.0
+    upload_geofence: bool = True
+    #: a geofence upload that fails stops the sortie (else: a warning event)
+    require_geofence: bool = False
+    mission_capacity: int = 2000
+    camera_mode: CameraMode = "distance"
+    upload_retries: int = 3
+    #: None = keep waiting for a lost link forever
+    link_loss_timeout_s: float | None = None
+    #: after the link returns, wait this long for fresh mission state
+    resume_settle_s: float = 1.5
+    #: the whole sortie (None = no limit)
+    sortie_timeout_s: float | None = None
+    #: disarm ourselves if the vehicle sits landed but armed this long
+    landed_disarm_s: float = 15.0
+
+
+@dataclass
+class SortieResult:
+    """How a sortie ended. ``status``: completed | interrupted | aborted | failed."""
+
+    drone_id: str
+    sortie_id: str
+    status: str
+    reason: str = ""
+    #: highest original waypoint index reached (-1 = none)
+    reached_index: int = -1
+    waypoints: int = 0
+    follow_up: Sortie | None = None
+    resumes: int = 0
+    link_losses: int = 0
+    started_wall: float = 0.0
+    ended_wall: float = 0.0
+    reached: list[int] = field(default_factory=list)
+
+
+class Emitter:
+    """Fans records out to listeners; a failing listener is logged, never fatal."""
+
+    def __init__(self, drone_id: str, listeners: Sequence[FlightListener]) -> None:
+        self.drone_id = drone_id
+        self.listeners: list[FlightListener] = list(listeners)
+        self.sortie_id: str | None = None
+        self.mission_item: int | None = None
+        self.mission_total: int | None = None
+        self._broken: set[int] = set()
+
+    def _each(self, method: str, rec: Any) -> None:
+        for lst in list(self.listeners):
+            try:
+                getattr(lst, method)(rec)
+            except Exception:
+                if id(lst) not in self._broken:
+                    self._broken.add(id(lst))
+                    log.exception("listener %r failed in %s (further failures not logged)", lst, method)
+
+    def event(self, state: VehicleState, kind: str, message: str, **data: Any) -> FlightEvent:
+        ev = FlightEvent(
+            drone_id=self.drone_id,
+            wall_time=time.time(),
+            kind=kind,
+            message=message,
+            lat=state.lat if state.has_position else None,
+            lon=state.lon if state.has_position else None,
+            sortie_id=self.sortie_id,
+            data={**data, **({"vehicle_time_s": state.vehicle_time_s} if state.vehicle_time_s is not None else {})},
+        )
+        log.info("%s %s: %s", self.drone_id, kind, message)
+        self._each("on_event", ev)
+        return ev
+
+    def telemetry(self, state: VehicleState, time_s: float) -> Telemetry | None:
+        if not state.has_position:
+            return None
+        rec = Telemetry(
+            drone_id=self.drone_id,
+            time_s=time_s,
+            wall_time=time.time(),
+            lat=state.lat,
+            lon=state.lon,
+            abs_alt_m=_f(state.abs_alt_m),
+            rel_alt_m=_f(state.rel_alt_m),
+            roll_deg=_f(state.roll_deg),
+            pitch_deg=_f(state.pitch_deg),
+            yaw_deg=_f(state.yaw_deg),
+            ground_speed_m_s=_f(state.ground_speed_m_s),
+            battery_pct=_f(state.battery_pct, -1.0),
+            flight_mode=state.flight_mode,
+            armed=state.armed,
+            in_air=state.in_air,
+            sortie_id=self.sortie_id,
+            mission_item=self.mission_item,
+            mission_total=self.mission_total,
+        )
+        self._each("on_telemetry", rec)
+        return rec
+
+
+def _f(x: float, default: float = 0.0) -> float:
+    return float(x) if x is not None and math.isfinite(x) else default
+
+
+class TelemetryPump:
+    """Emits one :class:`Telemetry` per tick (``hz`` wall) from the link's latest state.
+
+    ``time_s`` is the vehicle's clock (attitude timestamps, seconds since its boot),
+    advanced between samples by the measured vehicle/wall speed ratio, so it follows the
+    simulator's time scale; before any vehicle timestamp it is wall time since start.
+    """
+
+    def __init__(self, link: VehicleLink, emitter: Emitter, hz: float = 5.0) -> None:
+        self.link = link
+        self.emitter = emitter
+        self.period = 1.0 / max(0.1, hz)
+        self.count = 0
+        self._task: asyncio.Task | None = None
+        self._t0 = time.monotonic()
+        self._ref: tuple[float, float] | None = None
+        self.speed_factor: float | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.emitter.drone_id}-telemetry")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def vehicle_time(self) -> float:
+        st = self.link.state
+        if st.vehicle_time_s is None:
+            return time.monotonic() - self._t0
+        if self._ref is None or st.vehicle_time_wall - self._ref[1] > 5.0:
+            sf = st.speed_factor(self._ref)
+            if sf is not None and sf > 0:
+                self.speed_factor = sf
+            self._ref = (st.vehicle_time_s, st.vehicle_time_wall)
+        lag = max(0.0, time.time() - st.vehicle_time_wall)
+        return st.vehicle_time_s + min(lag, 1.0) * (self.speed_factor or 1.0)
+
+    async def _run(self) -> None:
+        nxt = time.monotonic()
+        while True:
+            st = self.link.state
+            if st.connected:
+                if self.emitter.telemetry(st, self.vehicle_time()) is not None:
+                    self.count += 1
+            nxt += self.period
+            delay = nxt - time.monotonic()
+            if delay < -self.period:  # fell behind (loaded CPU): don't burst
+                nxt = time.monotonic()
+                delay = 0
+            await asyncio.sleep(max(0.0, delay))
+
+
+_AIR_MODES_RETURN = {"RETURN_TO_LAUNCH", "LAND"}
+
+
+class SortieExecutor:
+    """Flies ``sortie`` of ``plan`` on ``link``, reporting through ``emitter``.
+
+    ``commands`` receives ``"rtl" | "hold" | "resume"`` from the command room.
+    """
+
+    def __init__(
+        self,
+        link: VehicleLink,
+        plan: Plan,
+        sortie: Sortie,
+        emitter: Emitter,
+        config: FlightConfig | None = None,
+        commands: asyncio.Queue | None = None,
+    ) -> None:
+        self.link = link
+        self.plan = plan
+        self.sortie = sortie
+        self.em = emitter
+        self.cfg = config or FlightConfig()
+        self.commands: asyncio.Queue = commands if commands is not None else asyncio.Queue()
+        self.spec: MissionSpec | None = None
+        self.reached_index = -1  # original waypoint index
+        self.reached: list[int] = []
+        self.phase = "preflight"
+        self.holding = False
+        self.aborted = False
+        self.interrupt_reason = ""
+        self.expected_modes: set[str] = {"MISSION"}
+        self.took_off = False
+        self.resumes = 0
+        self.link_losses = 0
+        self._landed_armed_since: float | None = None
+
+    # -- helpers --------------------------------------------------------------------
+    @property
+    def st(self) -> VehicleState:
+        return self.link.state
+
+    def _event(self, kind: str, message: str, **data: Any) -> FlightEvent:
+        return self.em.event(self.st, kind, message, **data)
+
+    def _set_progress_context(self) -> None:
+        spec = self.spec
+        if spec is None:
+            return
+        cur = self.st.mission_current
+        self.em.mission_total = len(self.sortie.waypoints)
+        self.em.mission_item = spec.waypoint_index(cur) if cur >= 0 else spec.start_index
+
+    def _result(self, status: str, reason: str = "", follow_up: Sortie | None = None) -> SortieResult:
+        return SortieResult(
+            drone_id=self.em.drone_id,
+            sortie_id=self.sortie.id,
+            status=status,
+            reason=reason,
+            reached_index=self.reached_index,
+            waypoints=len(self.sortie.waypoints),
+            follow_up=follow_up,
+            resumes=self.resumes,
+            link_losses=self.link_losses,
+            reached=list(self.reached),
+        )
+
+    @property
+    def resume_index(self) -> int:
+        """Original waypoint index to continue from (the last one reached)."""
+        return max(0, self.reached_index)
+
+    # -- pre-flight -----------------------------------------------------------------
+    async def preflight(self) -> None:
+        """Wait for health, then check battery, GPS, home and first waypoint distance."""
+        cfg = self.cfg
+        ok = await self.link.wait_for(
+            lambda s: s.connected and s.global_position_ok and s.home_position_ok and s.armable and s.has_position,
+            cfg.health_timeout_s,
+        )
+        st = self.st
+        problems = []
+        if not ok:
+            missing = [
+                n
+                for n, v in (
+                    ("link", st.connected),
+                    ("global position", st.global_position_ok),
+                    ("home position", st.home_position_ok),
+                    ("armable", st.armable),
+                    ("position fix", st.has_position),
+                )
+                if not v
+            ]
+            problems.append(f"not healthy after {cfg.health_timeout_s:.0f} s: {', '.join(missing)} not ok")
+        need = max(cfg.min_takeoff_battery_pct, self.sortie.battery_fraction * 100.0 + cfg.battery_reserve_pct)
+        need = min(need, 100.0)
+        await self.link.wait_for(lambda s: math.isfinite(s.battery_pct), 5.0)
+        if not math.isfinite(st.battery_pct):
+            problems.append("battery level unknown")
+        elif st.battery_pct + 1e-6 < need:
+            problems.append(
+                f"battery {st.battery_pct:.0f} % < {need:.0f} % needed "
+                f"(sortie uses {self.sortie.battery_fraction * 100:.0f} % + {cfg.battery_reserve_pct:.0f} % reserve)"
+            )
+        if st.gps_fix < cfg.min_gps_fix:
+            problems.append(f"GPS fix type {st.gps_fix} < {cfg.min_gps_fix} (3D fix needed)")
+        if st.satellites < cfg.min_satellites:
+            problems.append(f"{st.satellites} GPS satellites < {cfg.min_satellites}")
+        if cfg.check_home_in_area:
+            hl, ho = (st.home_lat, st.home_lon) if math.isfinite(st.home_lat) else (st.lat, st.lon)
+            if math.isfinite(hl) and not inside_patrol_area(self.plan, hl, ho, cfg.fence_buffer_m):
+                problems.append(
+                    f"vehicle home ({hl:.6f}, {ho:.6f}) is outside the patrol area "
+                    f"(plan home {self.plan.home.lat:.6f}, {self.plan.home.lon:.6f})"
+                )
+        if st.has_position:
+            first = self.sortie.waypoints[self.spec.start_index if self.spec else 0]
+            d = haversine_m(st.lat, st.lon, first.lat, first.lon)
+            if d > cfg.max_first_waypoint_m:
+                problems.append(f"first waypoint is {d:.0f} m away (> {cfg.max_first_waypoint_m:.0f} m)")
+        if problems:
+            self._event("preflight_failed", "; ".join(problems), problems=problems)
+            raise PreflightError(f"{self.em.drone_id} sortie {self.sortie.id}: " + "; ".join(problems))
+        self._event(
+            "preflight_ok",
+            f"battery {st.battery_pct:.0f} %, GPS fix {st.gps_fix} with {st.satellites} satellites",
+            battery_pct=st.battery_pct,
+        )
+
+    # -- upload ---------------------------------------------------------------------
+    async def upload(self, start_index: int = 0, fence: bool = True) -> MissionSpec:
+        """Build, upload and verify (by download) the mission from ``start_index``."""
+        spec = build_mission(
+            self.sortie,
+            self.plan,
+            start_index=start_index,
+            capacity=self.cfg.mission_capacity,
+            camera_mode=self.cfg.camera_mode,
+            fence=fence and self.cfg.upload_geofence,
+            fence_buffer_m=self.cfg.fence_buffer_m,
+        )
+        if spec.fence:
+            try:
+                await self.link.upload_geofence(spec.fence)
+                self._event(
+                    "geofence_uploaded",
+                    f"{len(spec.fence)} polygons ({sum(1 for p in spec.fence if not p.inclusion)} no-fly)",
+                    polygons=len(spec.fence),
+                )
+            except LinkError as e:
+                self._event("geofence_failed", str(e))
+                if self.cfg.require_geofence:
+                    raise SortieFailed(str(e)) from None
+        last: Exception | None = None
+        for attempt in range(1, self.cfg.upload_retries + 1):
+            try:
+                t0 = time.monotonic()
+                await self.link.upload_mission(spec.steps, rtl_after=spec.rtl_after)
+                items, rtl = await self.link.download_mission()
+                why = verify_download(spec.steps, items)
+                if why is None and rtl != spec.rtl_after:
+                    why = f"return-to-launch after mission is {rtl} on the vehicle"
+                if why is not None:
+                    raise LinkError(f"mission verification failed: {why}")
+                self.spec = spec
+                self._set_progress_context()
+                self._event(
+                    "mission_uploaded",
+                    f"{len(spec.steps)} waypoints from #{start_index} ({spec.mavlink_items} MAVLink items), "
+                    f"verified by download in {time.monotonic() - t0:.1f} s",
+                    start_index=start_index,
+                    items=len(spec.steps),
+                    mavlink_items=spec.mavlink_items,
+                )
+                return spec
+            except LinkError as e:
+                last = e
+                self._event("upload_failed", f"attempt {attempt}/{self.cfg.upload_retries}: {e}", attempt=attempt)
+                await asyncio.sleep(min(2.0, 0.5 * attempt))
+        raise SortieFailed(f"mission upload failed {self.cfg.upload_retries} times: {last}")
+
+    async def _arm_and_start(self) -> None:
+        for attempt in (1, 2, 3):
+            try:
+                if not self.st.armed:
+                    await self.link.arm()
+                    self._event("armed", "motors armed")
+                await self.link.start_mission()
+                self.expected_modes = {"MISSION"}
+                return
+            except LinkError as e:
+                self._event("start_failed", f"attempt {attempt}: {e}")
+                if attempt == 3:
+                    raise SortieFailed(str(e)) from None
+                await asyncio.sleep(1.0)
+
+    # -- run ------------------------------------------------------------------------
+    async def run(self, start_index: int = 0) -> SortieResult:
+        """Fly the sortie; returns how it ended (never raises for flight faults)."""
+        started = time.time()
+        self.em.sortie_id = self.sortie.id
+        self.em.mission_total = len(self.sortie.waypoints)
+        self.em.mission_item = start_index
+        self._event(
+            "sortie_start",
+            f"sortie {self.sortie.id}: {len(self.sortie.waypoints)} waypoints over grids "
+            f"{', '.join(self.sortie.grid_ids)}",
+            grids=list(self.sortie.grid_ids),
+            waypoints=len(self.sortie.waypoints),
+        )
+        try:
+            if self.cfg.sortie_timeout_s:
+                res = await asyncio.wait_for(self._run(start_index), self.cfg.sortie_timeout_s)
+            else:
+                res = await self._run(start_index)
+        except PreflightError as e:
+            res = self._result("failed", str(e))
+        except (SortieFailed, LinkError) as e:
+            self._event("sortie_failed", str(e))
+            res = self._result("failed", str(e))
+            await self._make_safe()
+        except TimeoutError:
+            self._event("sortie_failed", f"sortie took longer than {self.cfg.sortie_timeout_s:.0f} s")
+            res = self._result("failed", "timeout")
+            await self._make_safe()
+        res.started_wall, res.ended_wall = started, time.time()
+        if res.status == "failed" and res.follow_up is None and self.reached_index >= 0:
+            res.follow_up = self._follow_up()
+        self._event(
+            "sortie_done",
+            f"sortie {self.sortie.id} {res.status}"
+            + (f" ({res.reason})" if res.reason else "")
+            + f": reached waypoint {res.reached_index + 1}/{res.waypoints}"
+            + (f", follow-up {res.follow_up.id} from #{self.resume_index}" if res.follow_up else ""),
+            status=res.status,
+            reached_index=res.reached_index,
+            follow_up=res.follow_up.id if res.follow_up else None,
+        )
+        return res
+
+    def _follow_up(self) -> Sortie | None:
+        if self.reached_index >= len(self.sortie.waypoints) - 1:
+            return None
+        return follow_up_sortie(self.sortie, self.resume_index)
+
+    async def _make_safe(self) -> None:
+        """After a failure in the air, bring the vehicle home."""
+        st = self.st
+        if st.connected and st.in_air and st.flight_mode not in _AIR_MODES_RETURN:
+            with contextlib.suppress(LinkError):
+                await self.link.return_to_launch()
+                self._event("rtl", "returning to launch after a failure")
+
+    async def _run(self, start_index: int) -> SortieResult:
+        if not self.st.connected:
+            ok = await self.link.wait_for(lambda s: s.connected, self.cfg.connect_timeout_s)
+            if not ok:
+                raise SortieFailed(f"no link to the vehicle for {self.cfg.connect_timeout_s:.0f} s")
+        # build first so a sortie over capacity is refused before anything else
+        build_mission(self.sortie, None, start_index=start_index, capacity=self.cfg.mission_capacity, fence=False)
+        await self.preflight()
+        await self.upload(start_index)
+        self.reached_index = start_index - 1
+        await self._arm_and_start()
+        self.phase = "mission"
+        self._event("mission_started", f"mission started from waypoint #{start_index}", start_index=start_index)
+        return await self._monitor()
+
+    # -- monitoring -----------------------------------------------------------------
+    def _track_progress(self) -> bool:
+        """Record newly reached waypoints; True when the whole mission is done."""
+        spec = self.spec
+        st = self.st
+        if spec is None or st.mission_current < 0:
+            return False
+        if st.mission_total and st.mission_total != len(spec.steps):
+            return False  # progress of another (older) mission
+        cur = min(st.mission_current, len(spec.steps))
+        if cur >= 1:
+            idx = spec.waypoint_index(cur - 1)
+            while self.reached_index < idx:
+                self.reached_index += 1
+                if self.reached_index >= spec.start_index:
+                    self.reached.append(self.reached_index)
+                    self._event(
+                        "item_reached",
+                        f"waypoint {self.reached_index + 1}/{len(self.sortie.waypoints)}",
+                        item=self.reached_index,
+                        total=len(self.sortie.waypoints),
+                    )
+        self._set_progress_context()
+        if st.in_air:
+            self.took_off = True
+        return cur >= len(spec.steps)
+
+    async def _monitor(self) -> SortieResult:
+        mission_done = False
+        while True:
+            self.link.changed.clear()
+            await self._apply_commands()
+            st = self.st
+            if not st.connected:
+                res = await self._handle_link_loss()
+                if res is not None:
+                    return res
+                continue
+            if self.phase == "mission" and not self.holding:
+                if self._track_progress() and not mission_done:
+                    mission_done = True
+                    self.phase = "returning"
+                    self.expected_modes = {"MISSION", "RETURN_TO_LAUNCH", "LAND", "HOLD"}
+                    self._event("mission_complete", "all waypoints reached, returning to launch")
+            if st.in_air:
+                self.took_off = True
+            # low battery: return, re-plan the rest
+            if (
+                self.phase == "mission"
+                and not mission_done
+                and math.isfinite(st.battery_pct)
+                and st.battery_pct <= self.cfg.low_battery_pct
+            ):
+                self.interrupt_reason = "low battery"
+                self._event(
+                    "low_battery",
+                    f"battery {st.battery_pct:.0f} % <= {self.cfg.low_battery_pct:.0f} %: returning, "
+                    f"the rest of the sortie from waypoint #{self.resume_index} becomes a follow-up sortie",
+                    battery_pct=st.battery_pct,
+                    resume_index=self.resume_index,
+                )
+                await self._return("low battery")
+            # the vehicle changed mode on its own (failsafe)
+            if self.phase == "mission" and st.flight_mode not in self.expected_modes and self.took_off:
+                if st.flight_mode in _AIR_MODES_RETURN or not st.in_air:
+                    reason = "low battery" if (
+                        math.isfinite(st.battery_pct) and st.battery_pct <= self.cfg.low_battery_pct + 10
+                    ) else f"vehicle switched to {st.flight_mode}"
+                    self.interrupt_reason = reason
+                    self._event(
+                        "failsafe",
+                        f"autopilot failsafe: {st.flight_mode} ({reason}); last reached waypoint #{self.reached_index}",
+                        mode=st.flight_mode,
+                        reason=reason,
+                    )
+                    self.phase = "returning"
+                    self.expected_modes = {"RETURN_TO_LAUNCH", "LAND", "HOLD"}
+            # landed?
+            if self.took_off and not st.in_air:
+                if not st.armed:
+                    self._event("landed", "landed and disarmed")
+                    return self._finish(mission_done)
+                now = time.monotonic()
+                if self._landed_armed_since is None:
+                    self._landed_armed_since = now
+                elif now - self._landed_armed_since > self.cfg.landed_disarm_s:
+                    with contextlib.suppress(LinkError):
+                        await self.link.disarm()
+                    self._event("landed", "landed; disarmed by the ground station")
+                    return self._finish(mission_done)
+            else:
+                self._landed_armed_since = None
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake(), timeout=0.2)
+
+    async def _wake(self) -> None:
+        cmd_wait = asyncio.create_task(self._peek_command())
+        chg_wait = asyncio.create_task(self.link.changed.wait())
+        try:
+            await asyncio.wait({cmd_wait, chg_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (cmd_wait, chg_wait):
+                t.cancel()
+
+    async def _peek_command(self) -> None:
+        while self.commands.empty():
+            await asyncio.sleep(0.05)
+
+    def _finish(self, mission_done: bool) -> SortieResult:
+        if mission_done:
+            return self._result("completed")
+        if self.aborted:
+            return self._result("aborted", "command room abort", self._follow_up())
+        return self._result("interrupted", self.interrupt_reason or "landed before the end", self._follow_up())
+
+    async def _return(self, why: str) -> None:
+        self.phase = "returning"
+        self.expected_modes = {"RETURN_TO_LAUNCH", "LAND", "HOLD", "MISSION"}
+        if self.st.flight_mode in _AIR_MODES_RETURN:
+            return
+        try:
+            await self.link.return_to_launch()
+            self._event("rtl", f"return to launch ({why})", reason=why)
+        except LinkError as e:
+            self._event("rtl_failed", f"return to launch refused: {e}", reason=why)
+
+    # -- commands -------------------------------------------------------------------
+    async def _apply_commands(self) -> None:
+        while not self.commands.empty():
+            cmd = self.commands.get_nowait()
+            await self.apply(cmd)
+
+    async def apply(self, cmd: str) -> None:
+        """Apply a command-room order now."""
+        st = self.st
+        self._event("command", f"command room: {cmd}", action=cmd)
+        try:
+            if cmd == "rtl":
+                self.aborted = True
+                self.holding = False
+                await self._return("command room abort")
+            elif cmd == "hold":
+                if not st.in_air:
+                    self._event("command_ignored", "hold: vehicle is not flying")
+                    return
+                self.holding = True
+                self.expected_modes = {"HOLD", "MISSION"}
+                await self.link.pause_mission()
+                self._event("hold", "holding position on command")
+            elif cmd == "resume":
+                if self.holding and st.in_air:
+                    self.holding = False
+                    self.expected_modes = {"MISSION"}
+                    await self.link.start_mission()
+                    self.resumes += 1
+                    self._event("resumed", "mission resumed on command", from_index=self.reached_index)
+                elif self.aborted and st.in_air:
+                    self.aborted = False
+                    await self._reupload_and_continue("resumed on command after abort")
+                else:
+                    self._event("command_ignored", "resume: nothing to resume")
+            else:
+                self._event("command_ignored", f"unknown command {cmd!r}")
+        except LinkError as e:
+            self._event("command_failed", f"{cmd}: {e}", action=cmd)
+
+    # -- link loss ------------------------------------------------------------------
+    async def _handle_link_loss(self) -> SortieResult | None:
+        self.link_losses += 1
+        t0 = time.monotonic()
+        self._event(
+            "link_lost",
+            f"link lost in phase {self.phase}; last reached waypoint #{self.reached_index}, mode {self.st.flight_mode}",
+            reached_index=self.reached_index,
+            mode=self.st.flight_mode,
+        )
+        next_note = 30.0
+        while not self.st.connected:
+            waited = time.monotonic() - t0
+            if self.cfg.link_loss_timeout_s is not None and waited > self.cfg.link_loss_timeout_s:
+                self._event("link_timeout", f"no link for {waited:.0f} s; giving up this sortie")
+                return self._result("failed", "link lost", self._follow_up())
+            if waited > next_note:
+                self._event("link_waiting", f"still no link after {waited:.0f} s; keep trying")
+                next_note += 30.0
+            await self.link.wait_for(lambda s: s.connected, 1.0)
+        outage = time.monotonic() - t0
+        restored = time.time()
+        # fresh state: wait for a mission progress message newer than the restore
+        await self.link.wait_for(lambda s: s.mission_progress_wall >= restored, self.cfg.resume_settle_s)
+        await asyncio.sleep(0.3)
+        st = self.st
+        self._event(
+            "link_restored",
+            f"link back after {outage:.1f} s: mode {st.flight_mode}, "
+            f"{'in air' if st.in_air else 'on ground'}, vehicle mission item {st.mission_current}",
+            outage_s=outage,
+            mode=st.flight_mode,
+            vehicle_item=st.mission_current,
+        )
+        if self.phase != "mission" or self.holding:
+            return None
+        done = self._track_progress()
+        if done:
+            return None
+        if st.flight_mode == "MISSION" and st.in_air:
+            self._event("resumed", "vehicle kept flying the mission during the outage; continuing",
+                        from_index=self.reached_index)
+            return None
+        if math.isfinite(st.battery_pct) and st.battery_pct <= self.cfg.low_battery_pct:
+            self.interrupt_reason = "low battery"
+            return None  # the monitor's low-battery rule takes it from here
+        if st.in_air and st.flight_mode == "HOLD":
+            try:
+                await self.link.start_mission()
+                self.resumes += 1
+                self._event("resumed", "vehicle was holding; mission continued", from_index=self.reached_index)
+            except LinkError as e:
+                self._event("resume_failed", str(e))
+            return None
+        # the autopilot returned (or landed) by failsafe: re-upload the rest and resume
+        await self._reupload_and_continue(f"autopilot left the mission ({st.flight_mode}) during the link loss")
+        return None
+
+    async def _reupload_and_continue(self, why: str) -> None:
+        idx = self.resume_index
+        self._event("resume_planned", f"{why}: re-uploading waypoints from #{idx}", from_index=idx)
+        self.expected_modes = {"MISSION", "RETURN_TO_LAUNCH", "LAND", "HOLD"}
+        if not self.st.in_air:
+            # it landed: wait for disarm, then fly again (same battery)
+            await self.link.wait_for(lambda s: not s.armed, self.cfg.landed_disarm_s)
+            self.took_off = False
+        await self.upload(idx, fence=False)
+        self.reached_index = idx - 1 if idx > 0 else -1
+        # the resume waypoint itself counts as reached already (it was): keep it
+        self.reached_index = max(self.reached_index, idx - 1)
+        await self._arm_and_start()
+        self.phase = "mission"
+        self.resumes += 1
+        self._event("resumed", f"mission continued from waypoint #{idx}", from_index=idx)
