@@ -1,0 +1,1 @@
+"""Thin HTTP routers; the work happens in :mod:`dispatch.service` and :mod:`dispatch.queries`."""

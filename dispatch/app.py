@@ -1,0 +1,146 @@
+"""The dispatch app factory: ``create_app(settings, clock) -> FastAPI``.
+
+Creating the app prepares the store synchronously (Alembic migrations, departments from
+the routing rules, grids and workers from the grid file, bootstrap tokens), so a bad file
+fails before a server starts. The lifespan enters the hooks other modules registered in
+``app.state.lifespan_hooks`` (live streams...) and runs the SLA checker task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from dispatch.core.clock import Clock, SystemClock
+from dispatch.core.config import Settings
+from dispatch.core.db import make_engine, make_sessionmaker, upgrade, write_transaction
+from dispatch.core.security import store_token
+from dispatch.errors import ApiError
+from dispatch.grids import load_grid_index, sync_grids
+from dispatch.models import Department
+from dispatch.outbox import notify
+from dispatch.routing import load_routing
+from dispatch.service import Runtime, check_sla
+from dispatch.workflow import default_workflow
+
+log = logging.getLogger("skygrid.dispatch")
+
+DESCRIPTION = """\
+SkyGrid dispatch: incidents from drones and grid workers become joint-inspection tickets
+(综合查一次) that run the closed loop 受理 → 分析 → 流转 → 处置 → 督办 → 考核 with SLA
+clocks and tiered escalation (village → town → district).
+
+Authenticate with `Authorization: Bearer <token>` (`skygrid serve token create`).
+Errors name the field: `{"detail": "...", "field": "body.lat"}`.
+"""
+
+
+def prepare_store(app: FastAPI) -> None:
+    """Migrate, then sync departments, grids, workers and bootstrap tokens (idempotent)."""
+    st: Settings = app.state.settings
+    rt: Runtime = app.state.runtime
+    if st.run_migrations:
+        upgrade(app.state.engine)
+    with write_transaction(app.state.sessionmaker) as s:
+        for d in rt.routing.spec.departments:
+            row = s.get(Department, d.id) or Department(id=d.id)
+            row.name, row.checklist = d.name, [i.model_dump() for i in d.checklist]
+            s.add(row)
+        sync_grids(s, rt.grids)
+        for token, spec in st.bootstrap_tokens.items():
+            store_token(s, token, spec.role, spec.name, spec.grid_ids)
+
+
+def run_sla_check(app: FastAPI, now: datetime | None = None) -> list[int]:
+    """Escalate every ticket whose stage clock has run out (at ``now`` or the app clock)."""
+    rt: Runtime = app.state.runtime
+    done: list[int] = []
+    while True:
+        with write_transaction(app.state.sessionmaker) as s:
+            ids = check_sla(s, rt, now)
+        done += ids
+        if ids:
+            notify(app)
+        if len(ids) < 500:
+            return done
+
+
+async def _sla_loop(app: FastAPI) -> None:
+    interval = app.state.settings.sla_check_interval_s
+    while True:
+        try:
+            await run_in_threadpool(run_sla_check, app)
+        except Exception:  # keep checking: a transient DB error must not stop the timers
+            log.exception("SLA check failed")
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    async with AsyncExitStack() as stack:
+        for hook in list(app.state.lifespan_hooks):
+            await stack.enter_async_context(hook(app))
+        task = asyncio.create_task(_sla_loop(app)) if app.state.settings.sla_background else None
+        try:
+            yield
+        finally:
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+    app.state.engine.dispose()
+
+
+async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    """Build the dispatch app (see module doc). ``clock`` defaults to the system clock."""
+    settings = settings or Settings.from_env()
+    clock = clock or SystemClock()
+    routing = load_routing(settings.routing_file)
+    grids = load_grid_index(settings.grids_file, settings.grids_crs)
+    engine = make_engine(settings.database_url)
+    app = FastAPI(title="SkyGrid dispatch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.runtime = Runtime(settings=settings, routing=routing, workflow=default_workflow(), grids=grids,
+                                clock=clock)
+    app.state.lifespan_hooks = []
+    app.state.notify = lambda: None
+    app.state.run_sla_check = lambda now=None: run_sla_check(app, now)
+    app.add_exception_handler(ApiError, _api_error)
+
+    from dispatch.api import directory, evidence, incidents, open311, stats, tickets
+
+    for mod in (incidents, tickets, directory, stats, evidence, open311):
+        app.include_router(mod.router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict:
+        return {"ok": True, "grids": len(grids)}
+
+    prepare_store(app)
+    for name in ("dispatch.live", "dispatch.web"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        install = getattr(module, "install", None)
+        if callable(install):  # a folder without __init__ (static files only) has none
+            install(app)
+    return app

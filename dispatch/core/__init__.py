@@ -1,0 +1,1 @@
+"""Configuration, database engine/migrations, clock and token security for dispatch."""

@@ -1,0 +1,56 @@
+"""Dispatch settings: one typed record, read from ``SKYGRID_*`` environment variables.
+
+pydantic-settings is not a dependency, so :meth:`Settings.from_env` maps each field to
+``SKYGRID_<FIELD>`` by hand (JSON for dicts/lists). Units: seconds and metres.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+ROLES: tuple[str, ...] = ("operator", "dispatcher", "department", "grid_worker", "viewer")
+
+
+class BootstrapToken(BaseModel):
+    """A token created at startup when missing (demo, CI): the token string is the dict key."""
+
+    role: str
+    name: str
+    grid_ids: list[str] | None = None
+
+
+class Settings(BaseModel):
+    """Everything the dispatch app needs; defaults give an embedded SQLite server."""
+
+    database_url: str = "sqlite:///work/skygrid.db"
+    evidence_dir: str = "work/evidence"
+    grids_file: str | None = None
+    grids_crs: str = "gcj02"
+    routing_file: str | None = None  # None -> dispatch/defaults/routing.yaml
+    sla_check_interval_s: float = Field(1.0, gt=0)
+    group_radius_m: float = Field(50.0, gt=0)  # incidents of one class closer than this merge
+    group_window_s: float = Field(24 * 3600.0, gt=0)  # ... and seen within this window
+    max_evidence_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    bootstrap_tokens: dict[str, BootstrapToken] = Field(default_factory=dict)
+    tile_url: str | None = None  # pages: XYZ tile template, None = no base map
+    display_crs: str = "gcj02"  # pages: CRS of the base map
+    run_migrations: bool = True
+    sla_background: bool = True  # run the SLA checker task in the app lifespan
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``SKYGRID_<FIELD>`` variables, then apply ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(f"SKYGRID_{name.upper()}")
+            if raw is None:
+                continue
+            annotation = str(field.annotation)
+            values[name] = json.loads(raw) if "dict" in annotation or "list" in annotation else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,147 @@
+"""Read-side queries: ticket search, detail, and 考核 statistics. Pure reads, no locking."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from dispatch.core.security import Principal
+from dispatch.errors import ApiError
+from dispatch.models import Incident, Ticket, TicketEvent
+from dispatch.routing import STAGES
+
+
+@dataclass(frozen=True)
+class TicketFilter:
+    grid_id: list[str] | None = None
+    tier: list[str] | None = None
+    status: list[str] | None = None
+    class_name: list[str] | None = None
+    since: datetime | None = None  # created_at >= since
+    until: datetime | None = None  # created_at < until
+    bbox: tuple[float, float, float, float] | None = None  # min_lon, min_lat, max_lon, max_lat
+    overdue: bool | None = None
+    department: str | None = None  # lead department
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``min_lon,min_lat,max_lon,max_lat`` (WGS-84) -> tuple; 422 naming ``bbox`` when malformed."""
+    if not text:
+        return None
+    try:
+        parts = [float(x) for x in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4 or not all(abs(v) <= 180 for v in parts) or parts[0] > parts[2] or parts[1] > parts[3]:
+        raise ApiError(422, "bbox: expected min_lon,min_lat,max_lon,max_lat (WGS-84 degrees, min <= max)",
+                       "query.bbox")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def split_list(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    return items or None
+
+
+def _where(q, f: TicketFilter, principal: Principal):
+    if principal.role == "grid_worker":
+        q = q.where(Ticket.grid_id.in_(list(principal.grid_ids or ())))
+    if f.grid_id:
+        q = q.where(Ticket.grid_id.in_(f.grid_id))
+    if f.tier:
+        q = q.where(Ticket.tier.in_(f.tier))
+    if f.status:
+        q = q.where(Ticket.status.in_(f.status))
+    if f.class_name:
+        q = q.where(Ticket.class_name.in_(f.class_name))
+    if f.since:
+        q = q.where(Ticket.created_at >= f.since)
+    if f.until:
+        q = q.where(Ticket.created_at < f.until)
+    if f.bbox:
+        x0, y0, x1, y1 = f.bbox
+        q = q.where(Ticket.lon.between(x0, x1), Ticket.lat.between(y0, y1))
+    if f.overdue is not None:
+        q = q.where(Ticket.overdue.is_(f.overdue))
+    if f.department:
+        q = q.where(Ticket.lead_department == f.department)
+    return q
+
+
+def search_tickets(session: Session, f: TicketFilter, principal: Principal, limit: int = 100,
+                   offset: int = 0) -> tuple[list[Ticket], int]:
+    """Tickets matching ``f`` that the principal may see, newest first, and the total count."""
+    rows = session.scalars(_where(select(Ticket), f, principal).order_by(Ticket.id.desc())
+                           .limit(limit).offset(offset)).all()
+    total = session.scalar(_where(select(func.count(Ticket.id)), f, principal)) or 0
+    return list(rows), int(total)
+
+
+def ticket_events(session: Session, ticket_id: int) -> list[TicketEvent]:
+    return list(session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)
+                                .order_by(TicketEvent.id)).all())
+
+
+def ticket_incidents(session: Session, ticket_id: int) -> list[Incident]:
+    return list(session.scalars(select(Incident).where(Incident.ticket_id == ticket_id).order_by(Incident.id)))
+
+
+def _stage_stats(durations: list[float], on_time: list[bool]) -> dict[str, Any]:
+    n = len(durations)
+    return {
+        "count": n,
+        "on_time": sum(on_time),
+        "on_time_rate": round(sum(on_time) / n, 4) if n else None,
+        "median_s": round(statistics.median(durations), 3) if n else None,
+    }
+
+
+def assessment_stats(session: Session, principal: Principal, group_by: str, f: TicketFilter) -> dict[str, Any]:
+    """考核 figures per grid or per lead department (and in total): ticket counts by status,
+    overdue and escalated counts, and per workflow stage the number completed, the on-time
+    rate against the SLA clock, and the median seconds spent."""
+    key_col = {"grid": Ticket.grid_id, "department": Ticket.lead_department, "class": Ticket.class_name,
+               "tier": Ticket.tier}[group_by]
+    tq = _where(select(Ticket.id, key_col, Ticket.status, Ticket.overdue, Ticket.escalations), f, principal)
+    tickets = session.execute(tq).all()
+    key_of: dict[int, str] = {}
+    groups: dict[str, dict[str, Any]] = {}
+
+    def new_group() -> dict[str, Any]:
+        return {"tickets": 0, "by_status": defaultdict(int), "overdue": 0, "escalated": 0,
+                "_d": defaultdict(list), "_o": defaultdict(list)}
+
+    total = new_group()
+    for tid, key, status, overdue, esc in tickets:
+        key_of[tid] = key
+        for g in (groups.setdefault(key, new_group()), total):
+            g["tickets"] += 1
+            g["by_status"][status] += 1
+            g["overdue"] += int(bool(overdue))
+            g["escalated"] += int(esc > 0)
+    if key_of:
+        eq = select(TicketEvent.ticket_id, TicketEvent.stage, TicketEvent.duration_s, TicketEvent.on_time).where(
+            TicketEvent.kind == "transition", TicketEvent.stage.is_not(None))
+        tid_subq = _where(select(Ticket.id), f, principal).scalar_subquery()
+        for tid, stage, dur, ok in session.execute(eq.where(TicketEvent.ticket_id.in_(tid_subq))):
+            if tid not in key_of or dur is None:
+                continue
+            for g in (groups[key_of[tid]], total):
+                g["_d"][stage].append(dur)
+                g["_o"][stage].append(bool(ok))
+
+    def finish(g: dict[str, Any]) -> dict[str, Any]:
+        return {"tickets": g["tickets"], "by_status": dict(g["by_status"]), "overdue": g["overdue"],
+                "escalated": g["escalated"],
+                "stages": {s: _stage_stats(g["_d"][s], g["_o"][s]) for s in STAGES}}
+
+    return {"group_by": group_by, "groups": [{"key": k, **finish(g)} for k, g in sorted(groups.items())],
+            "total": finish(total)}

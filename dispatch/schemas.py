@@ -1,0 +1,141 @@
+"""Request and response models of the HTTP API (they also document it in OpenAPI).
+
+Positions WGS-84 degrees, errors metres, times ISO-8601 (naive times are taken as UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vision.classes import PATROL_CLASSES
+
+ClassName = Literal[PATROL_CLASSES]  # type: ignore[valid-type]
+
+
+class EvidenceIn(BaseModel):
+    content_type: Literal["image/jpeg", "image/png"] = Field(description="MIME type; must match the bytes")
+    data_b64: str = Field(description="the image, base64 (at most settings.max_evidence_bytes decoded)")
+
+
+class IncidentIn(BaseModel):
+    """An incident from a drone (vision stage) or a grid worker."""
+
+    model_config = ConfigDict(extra="ignore")
+    external_id: str = Field(min_length=1, max_length=200, description="client idempotency key")
+    source: Literal["drone", "worker"]
+    class_name: ClassName
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False, description="WGS-84 latitude, degrees")
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False, description="WGS-84 longitude, degrees")
+    error_m: float = Field(0.0, ge=0, le=100_000, allow_inf_nan=False, description="1-sigma position error, m")
+    confidence: float = Field(1.0, ge=0, le=1, allow_inf_nan=False)
+    observed_at: datetime = Field(description="ISO-8601 UTC")
+    drone_id: str | None = Field(None, max_length=64)
+    sortie_id: str | None = Field(None, max_length=64)
+    frames_seen: int = Field(1, ge=0, le=1_000_000)
+    evidence: EvidenceIn | None = None
+
+    @field_validator("observed_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+
+class IncidentOut(BaseModel):
+    incident_id: int
+    ticket_id: int
+    created: bool
+
+
+class ActionIn(BaseModel):
+    action: str = Field(min_length=1, max_length=40, description="a workflow action, see GET /api/v1/workflow")
+    comment: str | None = Field(None, max_length=4000, description="why (recorded with the transition)")
+    duplicate_of: int | None = Field(None, description="for mark_duplicate: the ticket this one repeats")
+
+
+class CommentIn(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class WorkerOut(BaseModel):
+    id: str | None
+    name: str | None
+    phone: str | None
+
+
+class SlaOut(BaseModel):
+    stage: str | None
+    stage_started_at: str | None
+    due_at: str | None
+
+
+class TicketOut(BaseModel):
+    """A joint-inspection ticket (综合查一次)."""
+
+    id: int
+    class_name: str
+    class_label: str
+    status: str
+    status_label: str
+    tier: str
+    priority: int = Field(description="0 = P0, highest")
+    priority_label: str
+    lat: float
+    lon: float
+    error_m: float
+    grid_id: str
+    grid_name: str | None
+    area_type: str
+    worker: WorkerOut
+    lead_department: str
+    co_departments: list[str]
+    departments: list[str]
+    checklist: list[dict[str, Any]]
+    incident_count: int
+    max_confidence: float
+    first_seen_at: str
+    last_seen_at: str
+    created_at: str
+    updated_at: str
+    sla: SlaOut
+    overdue: bool
+    escalations: int
+    duplicate_of: int | None
+    closed_at: str | None
+    evidence_url: str | None
+    allowed_actions: list[str]
+
+
+class TicketPage(BaseModel):
+    items: list[TicketOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class EventOut(BaseModel):
+    id: int
+    at: str
+    kind: str
+    action: str | None
+    from_status: str | None
+    to_status: str | None
+    actor: str
+    actor_role: str | None
+    comment: str | None
+    stage: str | None
+    duration_s: float | None
+    on_time: bool | None
+    data: dict[str, Any]
+
+
+class TicketDetail(TicketOut):
+    events: list[EventOut]
+    incidents: list[dict[str, Any]]
+
+
+class ErrorOut(BaseModel):
+    detail: Any
+    field: str | None = None

@@ -1,0 +1,114 @@
+"""`skygrid serve`: run the dispatch API (and command room) under uvicorn; manage tokens."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Run the dispatch server: incidents -> joint-inspection tickets (综合查一次) with SLA
+timers and tiered escalation, the REST API (/docs), Open311 (/open311/v2) and the pages.
+The store is a SQLite file in WAL mode by default (--db sqlite:///work/skygrid.db) or
+PostgreSQL (--db postgresql+psycopg://user@host/db); migrations run at startup.
+Settings not given here come from SKYGRID_* environment variables (see
+dispatch.core.config.Settings).
+
+Tokens:  skygrid serve token create --role dispatcher --name 值班长
+         skygrid serve token create --role grid_worker --name 朱红霞 --grid 330603-YXQ-001
+"""
+
+
+def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("serve", help=help_text, description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
+    p.add_argument("--db", help="database URL (default: SKYGRID_DATABASE_URL or sqlite:///work/skygrid.db)")
+    p.add_argument("--grids", help="grid polygons (GeoJSON/KML/Shapefile) with grid_worker, area_type properties")
+    p.add_argument("--crs", help="CRS of the grid file: wgs84, gcj02 (default) or bd09")
+    p.add_argument("--routing", help="routing rules YAML (default: the packaged dispatch/defaults/routing.yaml)")
+    p.add_argument("--evidence-dir", help="folder for evidence images (default: work/evidence)")
+    p.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")
+    p.set_defaults(func=run)
+    sub = p.add_subparsers(dest="serve_command", metavar="{token}")
+    tok = sub.add_parser("token", help="manage API tokens")
+    tsub = tok.add_subparsers(dest="token_command", metavar="{create,list,revoke}", required=True)
+    c = tsub.add_parser("create", help="create a token and print it (shown once; stored hashed)")
+    c.add_argument("--role", required=True, choices=["operator", "dispatcher", "department", "grid_worker", "viewer"])
+    c.add_argument("--name", required=True, help="who holds the token (person or system)")
+    c.add_argument("--grid", action="append", dest="grids_", metavar="ID", help="grid id (grid_worker; repeatable)")
+    c.add_argument("--db", dest="token_db", help="database URL (default as for serve)")
+    ls = tsub.add_parser("list", help="list tokens (never the secrets)")
+    ls.add_argument("--db", dest="token_db")
+    rv = tsub.add_parser("revoke", help="revoke a token by id")
+    rv.add_argument("id", type=int)
+    rv.add_argument("--db", dest="token_db")
+    return p
+
+
+def _settings(args: argparse.Namespace, db: str | None = None):
+    from dispatch.core.config import Settings
+
+    return Settings.from_env(database_url=db or getattr(args, "db", None), grids_file=getattr(args, "grids", None),
+                             grids_crs=getattr(args, "crs", None), routing_file=getattr(args, "routing", None),
+                             evidence_dir=getattr(args, "evidence_dir", None))
+
+
+def _token(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from dispatch.core.db import make_engine, make_sessionmaker, upgrade, write_transaction
+    from dispatch.core.security import issue_token
+    from dispatch.models import ApiToken
+
+    st = _settings(args, args.token_db)
+    engine = make_engine(st.database_url)
+    upgrade(engine)
+    sm = make_sessionmaker(engine)
+    if args.token_command == "create":
+        try:
+            with write_transaction(sm) as s:
+                token = issue_token(s, args.role, args.name, args.grids_)
+        except ValueError as e:
+            Console(stderr=True).print(f"[red]error:[/] {e}")
+            return 2
+        print(token)
+        return 0
+    if args.token_command == "revoke":
+        with write_transaction(sm) as s:
+            row = s.get(ApiToken, args.id)
+            if row is None:
+                Console(stderr=True).print(f"[red]error:[/] id: no token {args.id}")
+                return 2
+            row.revoked_at = datetime.now(UTC)
+        return 0
+    table = Table("id", "name", "role", "grids", "created", "revoked")
+    with sm() as s:
+        for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
+            table.add_row(str(t.id), t.name, t.role, ",".join(t.grid_ids or []), t.created_at.isoformat(),
+                          t.revoked_at.isoformat() if t.revoked_at else "")
+    Console().print(table)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "serve_command", None) == "token":
+        return _token(args)
+    import uvicorn
+    from rich.console import Console
+
+    from dispatch.app import create_app
+    from dispatch.routing import RoutingError
+
+    console = Console(stderr=True)
+    try:
+        app = create_app(_settings(args))
+    except (RoutingError, ValueError, OSError) as e:
+        console.print(f"[red]error:[/] {e}")
+        return 2
+    console.print(f"dispatch on http://{args.host}:{args.port}  (API docs: /docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
