@@ -42,6 +42,8 @@ from geo.routing import FreeSpace, NoPathError, polyline_length
 MAX_AGL_M = 120.0
 DEFAULT_ENDURANCE_S = 35 * 60.0
 DEFAULT_RESERVE = 0.2
+#: clearance in metres kept from grid edges and buffered no-fly zones (absorbs rounding)
+SAFETY_M = 0.05
 
 Point2 = tuple[float, float]
 ProgressFn = Callable[[int, int], None]
@@ -97,8 +99,10 @@ class _GridTask:
 
 def _plan_grid(task: _GridTask) -> tuple[str, list[CellRoute], float, int]:
     """Routes for every connected part of one grid; returns (id, routes, allowed area, tiny parts)."""
-    allowed = task.local if task.obstacles is None else task.local.difference(task.obstacles)
-    free = task.local.buffer(task.edge_margin_m) if task.edge_margin_m > 0 else task.local
+    # keep SAFETY_M clear of walls so waypoint rounding (1e-8 deg ~ 1 mm) never crosses them
+    inner = task.local.buffer(-SAFETY_M, join_style="mitre")
+    allowed = inner if task.obstacles is None else inner.difference(task.obstacles)
+    free = task.local.buffer(task.edge_margin_m - SAFETY_M, join_style="mitre")
     if task.obstacles is not None:
         free = free.difference(task.obstacles)
     free_parts = _polys(free)
@@ -298,7 +302,7 @@ def plan_patrol(
     zones_local = []
     for z in no_fly:
         zl = _to_local(z.polygon, frame)
-        zones_local.append((z, zl.buffer(z.buffer_m) if z.buffer_m > 0 else zl))
+        zones_local.append((z, zl.buffer(z.buffer_m + SAFETY_M)))
     obstacles = shapely.union_all([zl for _, zl in zones_local]) if zones_local else None
     if obstacles is not None and obstacles.contains(shapely.points(h0)):
         z = next(z for z, zl in zones_local if zl.contains(shapely.points(h0)))
