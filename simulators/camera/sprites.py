@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-SPRITE_RES_M = 0.08  # metres per sprite pixel
+SPRITE_RES_M = 0.08  # metres per sprite pixel (finer than any stream GSD at >= 50 m AGL)
+MAX_SPRITE_PX = 360  # sprites wider than this use coarser pixels (smoke plumes)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class _Canvas:
     """Drawing helper: object-local metres -> sprite pixels, with alpha compositing."""
 
     def __init__(self, radius_m: float, heading_deg: float, res_m: float = SPRITE_RES_M) -> None:
-        self.res = res_m
+        self.res = max(res_m, 2 * radius_m / MAX_SPRITE_PX)  # big plumes get coarser pixels
         self.size = int(math.ceil(2 * radius_m / res_m)) | 1
         self.heading = heading_deg
         self.bgr = np.zeros((self.size, self.size, 3), np.float32)

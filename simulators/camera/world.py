@@ -33,9 +33,10 @@ _LATTICE_PX = 8  # pixel spacing of the exact ray-cast lattice
 _LC_RES_M = 4.0  # land-cover raster resolution, metres per pixel
 _TEX_RES_M = 0.25  # fine texture resolution
 _TEX_PX = 512  # fine texture period in pixels (128 m)
+_VIL_RES_M = 0.2  # village pattern resolution
 
 # material ids for the colour look-up table
-_FIELD, _BUND, _ROAD, _WATER, _FOREST, _VILLAGE, _ROOF, _EXPRESS, _LANE, _SKY = range(10)
+_FIELD, _BUND, _FOREST, _VILLAGE, _ROOF, _WATER, _ROAD, _EXPRESS, _LANE, _SKY = range(10)  # by priority
 _N_MAT = 10
 
 _SEASONS = ("spring", "summer", "autumn", "winter")
@@ -101,6 +102,7 @@ class World:
         self.season = _SEASONS[int(rng.integers(4))]
         self._build_layout(rng)
         self._build_rasters(rng)
+        self._build_village(rng)
         self._build_palette(rng)
         wind = rng.uniform(0, 2 * np.pi)
         sun = rng.uniform(0, 2 * np.pi)
@@ -152,7 +154,28 @@ class World:
         mid = _periodic_noise(rng, _TEX_PX, 10)  # 2.5 m crowns / moisture
         y = np.arange(_TEX_PX, dtype=np.float32)
         stripes = 0.5 + 0.5 * np.sin(2 * np.pi * y / (_TEX_PX / 100))[:, None] * np.ones((1, _TEX_PX), np.float32)
-        self.tex = np.stack([fine, mid, stripes], -1).astype(np.float32)
+        grain = np.clip(128 + 140 * (fine + mid - 1.0), 0, 255)
+        self.tex = np.stack([grain, 255 * stripes, grain, grain], -1).astype(np.uint8)
+
+    def _build_village(self, rng: np.random.Generator) -> None:
+        """A periodic block of 16 x 16 house lots (material, colour variant, roof-slope shade)."""
+        lots = 16
+        h, w = int(round(lots * self.house_b / _VIL_RES_M)), int(round(lots * self.house_a / _VIL_RES_M))
+        yy, xx = np.mgrid[:h, :w].astype(np.float32)
+        la, lb = xx * _VIL_RES_M / self.house_a, yy * _VIL_RES_M / self.house_b
+        ja, jb = np.floor(la).astype(np.int32), np.floor(lb).astype(np.int32)
+        fa, fb = la - ja, lb - jb
+        size = rng.uniform(0.6, 0.8, (lots, lots))
+        occupied = rng.random((lots, lots)) < 0.85
+        variant = rng.integers(0, 256, (lots, lots))
+        sz = size[jb, ja]
+        roof = occupied[jb, ja] & (np.abs(fa - 0.5) < sz / 2) & (np.abs(fb - 0.5) < sz / 2 * 0.85)
+        tex = np.zeros((h, w, 4), np.uint8)
+        tex[..., 0] = np.where(roof, _ROOF, _VILLAGE)
+        ridge = np.abs(fb - 0.5) < 0.03
+        tex[..., 1] = (variant[jb, ja] + ridge) & 255
+        tex[..., 2] = np.where(fb > 0.5, 106, 128)
+        self.village_tex = tex
 
     def _build_palette(self, rng: np.random.Generator) -> None:
         """A 10 x 256 BGR colour table (material x variant) with this world's light baked in."""
@@ -183,8 +206,11 @@ class World:
         lut[_SKY] = (230, 200, 170)
         light = rng.uniform(0.8, 1.2) * np.array([rng.uniform(0.9, 1.1), 1.0, rng.uniform(0.9, 1.1)])
         self.light = light
-        self.lut = np.clip(lut * light, 0, 255).astype(np.uint8).reshape(-1, 3)
-        self.tex_amp = np.array([0.35, 0.3, 0.25, 0.12, 0.7, 0.3, 0.15, 0.12, 0.05, 0.0], np.float32)
+        lut8 = np.clip(lut * light, 0, 255).astype(np.uint8).reshape(-1, 3)
+        self.lut32 = np.concatenate([lut8, np.full((len(lut8), 1), 255, np.uint8)], 1).view(np.uint32)[:, 0]
+        amp = {_FIELD: 0.35, _BUND: 0.3, _ROAD: 0.25, _WATER: 0.12, _FOREST: 0.7, _VILLAGE: 0.3, _ROOF: 0.15,
+               _EXPRESS: 0.12, _LANE: 0.05, _SKY: 0.0}
+        self.tex_amp = np.array([amp[i] for i in range(_N_MAT)], np.float32)
 
     # --- rendering ----------------------------------------------------------------------
     def camera_local(self, pose: CameraPose) -> tuple[float, float]:
@@ -192,93 +218,104 @@ class World:
         e, n = self.frame.to_local(pose.lon, pose.lat)
         return float(e), float(n)
 
-    def _ground_maps(self, camera: CameraModel, pose: CameraPose) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel local (east, north) of the ground seen at each pixel centre (NaN = sky)."""
+    def _ground_maps(self, camera: CameraModel, pose: CameraPose) -> np.ndarray:
+        """Per-pixel ground coordinates, H x W x 9 float32 channels: local east, north (m),
+        texture x, y and village-pattern x, y (pixels, unwrapped near the camera so that
+        linear interpolation never crosses a wrap seam) and the forest / water / village
+        land-cover fields. NaN where the
+        ray misses the ground.
+
+        Exact rays on a lattice every ``_LATTICE_PX`` pixels (one node beyond each edge),
+        upsampled bilinearly with ``cv2.resize`` (node k lands on pixel centre 8k + 4).
+        """
         w, h = camera.image_width_px, camera.image_height_px
-        key = (camera.image_width_px, camera.image_height_px)
+        key = (w, h)
         if key not in self._lattice_cache:
-            gu = np.arange(0, w + _LATTICE_PX, _LATTICE_PX, dtype=np.float64)
-            gv = np.arange(0, h + _LATTICE_PX, _LATTICE_PX, dtype=np.float64)
+            gu = np.arange(-1, w // _LATTICE_PX + 1, dtype=np.float64) * _LATTICE_PX + _LATTICE_PX / 2
+            gv = np.arange(-1, h // _LATTICE_PX + 1, dtype=np.float64) * _LATTICE_PX + _LATTICE_PX / 2
             self._lattice_cache[key] = np.meshgrid(gu, gv)
         uu, vv = self._lattice_cache[key]
-        dn, de = pixels_to_ground(uu + 0.5, vv + 0.5, camera, pose)
+        dn, de = pixels_to_ground(uu, vv, camera, pose)
         ce, cn = self.camera_local(pose)
-        lat = np.stack([de + ce, dn + cn], -1).astype(np.float32)
-        # lattice node k sits at pixel k*L; resize maps node centres so pixel i samples node i/L
-        gh, gw = lat.shape[:2]
-        xs = np.arange(w, dtype=np.float32) / _LATTICE_PX
-        ys = np.arange(h, dtype=np.float32) / _LATTICE_PX
-        mx, my = np.meshgrid(xs, ys)
-        out = cv2.remap(lat, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        del gh, gw
-        return out[..., 0], out[..., 1]
+        e, n = de + ce, dn + cn
+        c, s = math.cos(self.theta), math.sin(self.theta)
+        a, b = e * c + n * s, -e * s + n * c
+        ca, cb = ce * c + cn * s, -ce * s + cn * c
 
-    def ground_image(self, e: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """BGR uint8 colours of the procedural ground at local (east, north) arrays (no objects)."""
+        def unwrapped(x: np.ndarray, x0: float, res: float, period: int) -> np.ndarray:
+            return (x - x0) / res + (x0 / res) % period
+
+        # land cover is smooth (4 m raster, ~50-160 m features): sample it on the lattice only
+        lcx = unwrapped(e, ce, _LC_RES_M, self.lc_size).astype(np.float32)
+        lcy = unwrapped(n, cn, _LC_RES_M, self.lc_size).astype(np.float32)
+        lc = cv2.remap(self.lc, np.nan_to_num(lcx), np.nan_to_num(lcy), cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        vh, vw = self.village_tex.shape[:2]
+        lat = np.concatenate([np.stack([e, n, unwrapped(a, ca, _TEX_RES_M, _TEX_PX),
+                                        unwrapped(b, cb, _TEX_RES_M, _TEX_PX),
+                                        unwrapped(a, ca, _VIL_RES_M, vw), unwrapped(b, cb, _VIL_RES_M, vh)],
+                                       -1).astype(np.float32), lc], -1)
+        gh, gw = lat.shape[:2]
+        up = cv2.resize(lat, (gw * _LATTICE_PX, gh * _LATTICE_PX), interpolation=cv2.INTER_LINEAR)
+        return up[_LATTICE_PX:_LATTICE_PX + h, _LATTICE_PX:_LATTICE_PX + w]
+
+    def ground_image(self, maps: np.ndarray) -> np.ndarray:
+        """BGR uint8 colours of the procedural ground for :meth:`_ground_maps` output (no objects)."""
+        e = np.ascontiguousarray(maps[..., 0])
+        n = np.ascontiguousarray(maps[..., 1])
         c, s = math.cos(self.theta), math.sin(self.theta)
         a = e * c + n * s
-        b = -e * s + n * c
-        # land cover (periodic), bilinear
-        lcx = (e / _LC_RES_M) % self.lc_size
-        lcy = (n / _LC_RES_M) % self.lc_size
-        lc = cv2.remap(self.lc, lcx.astype(np.float32), lcy.astype(np.float32), cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_WRAP)
-        tx = ((a / _TEX_RES_M) % _TEX_PX).astype(np.float32)
-        ty = ((b / _TEX_RES_M) % _TEX_PX).astype(np.float32)
-        tex = cv2.remap(self.tex, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        b = n * c - e * s
+        lc = maps[..., 6:9]
+        tex = cv2.remap(self.tex, np.ascontiguousarray(maps[..., 2]), np.ascontiguousarray(maps[..., 3]),
+                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         # cadastral parcels
-        bb = b / self.cell_b
+        bb = b * (1.0 / self.cell_b)
         ib = np.floor(bb).astype(np.int32)
         fb = (bb - ib) * self.cell_b  # metres into the parcel across
         row = ib & 1023
-        aa = a / self.cell_a + self.row_offset[row]
+        aa = a * (1.0 / self.cell_a) + self.row_offset[row]
         ia = np.floor(aa).astype(np.int32)
         fa = (aa - ia) * self.cell_a
-        h = _hash_u32(ia, ib, self.seed)
-        var = (h & np.uint32(255)).astype(np.int32)
-        mat = np.full(e.shape, _FIELD, np.int32)
-        mat[(fb < 0.7) | (fa < 0.7)] = _BUND
-        forest = lc[..., 0] > self.lc_thresh[0]
-        mat[forest] = _FOREST
+        var = (_hash_u32(ia, ib, self.seed) & np.uint32(255)).astype(np.uint16)
+        # materials are numbered by priority: the highest layer present wins
+        u8 = np.uint8
+        layers = [((fb < 0.7) | (fa < 0.7)).view(u8) * u8(_BUND),
+                  (lc[..., 0] > self.lc_thresh[0]).view(u8) * u8(_FOREST)]
         village = lc[..., 2] > self.lc_thresh[2]
-        if village.any():
-            ha = a / self.house_a
-            hb = b / self.house_b
-            ja, jb = np.floor(ha), np.floor(hb)
-            la, lb = ha - ja, hb - jb
-            hh = _hash_u32(ja.astype(np.int32), jb.astype(np.int32), self.seed ^ 0x5A5A)
-            house = (la > 0.12) & (la < 0.88) & (lb > 0.15) & (lb < 0.85) & ((hh & np.uint32(7)) != 0)
-            mat[village] = _VILLAGE
-            roof = village & house
-            mat[roof] = _ROOF
-            ridge = roof & (np.abs(lb - 0.5) < 0.04)
-            var = np.where(roof, (hh >> np.uint32(8)).astype(np.int32) & 255, var)
-            var[ridge] = (var[ridge] + 1) & 255
-        road = self.road_rows[row] & (fb < self.road_w)
+        has_village = bool(village.any())
+        if has_village:  # houses: a periodic pattern of 16 x 16 lots, looked up nearest
+            vil = cv2.remap(self.village_tex, np.ascontiguousarray(maps[..., 4]), np.ascontiguousarray(maps[..., 5]),
+                            cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP)
+            vmat = np.where(village, vil[..., 0], u8(0))
+            layers.append(vmat)
+            var = np.where(vmat == _ROOF, vil[..., 1].astype(np.uint16), var)
         canal = self.canal_rows[row] & (fb < self.canal_w)
-        mat[canal | (lc[..., 1] > self.lc_thresh[1])] = _WATER
-        mat[road] = _ROAD
+        layers.append((canal | (lc[..., 1] > self.lc_thresh[1])).view(u8) * u8(_WATER))
+        layers.append((self.road_rows[row] & (fb < self.road_w)).view(u8) * u8(_ROAD))
         d = e * self.exp_dir[0] + n * self.exp_dir[1] - self.exp_c
         ad = np.abs(d)
         exp = ad < self.exp_half_w
-        mat[exp] = _EXPRESS
-        along = -e * self.exp_dir[1] + n * self.exp_dir[0]
-        lane = exp & ((ad > self.exp_half_w - 0.8) | (np.abs(ad - self.exp_half_w / 2) < 0.12) & ((along % 9.0) < 4.0)
-                      | (ad < 0.35))
-        mat[lane] = _LANE
-        mat[np.isnan(e)] = _SKY
-        img = self.lut[mat * 256 + var]
+        if exp.any():
+            along = n * self.exp_dir[0] - e * self.exp_dir[1]
+            dash = (along - np.floor(along * (1 / 9.0)) * 9.0) < 4.0
+            lane = exp & ((ad > self.exp_half_w - 0.8) | (np.abs(ad - self.exp_half_w / 2) < 0.12) & dash | (ad < 0.35))
+            layers += [exp.view(u8) * u8(_EXPRESS), lane.view(u8) * u8(_LANE)]
+        layers.append(np.isnan(e).view(u8) * u8(_SKY))
+        mat = np.maximum.reduce(layers)
+        idx = mat.astype(np.uint16) * 256 + var
+        img = self.lut32[idx].view(np.uint8).reshape(*idx.shape, 4)
         amp = self.tex_amp[mat]
-        veg = (mat == _FIELD) & (self.field_kind[var] == 1)
-        shade = 1.0 + amp * (tex[..., 0] - 0.5) + amp * (tex[..., 1] - 0.5) - veg * 0.25 * tex[..., 2]
-        if village.any():
-            shade = shade * np.where(mat == _ROOF, 1.0 - 0.18 * (lb > 0.5), 1.0)
-        return cv2.multiply(img, np.dstack([shade, shade, shade]), dtype=cv2.CV_8U)
+        shade = 128.0 + amp * (tex[..., 0].astype(np.float32) - 128.0)
+        veg = self.field_kind[var] & (mat == _FIELD)
+        shade -= veg * (0.125 * tex[..., 1])
+        if has_village:
+            shade *= np.where(mat == _ROOF, vil[..., 2] * (1 / 128), 1.0).astype(np.float32)
+        s8 = cv2.convertScaleAbs(shade)
+        return cv2.multiply(cv2.cvtColor(img, cv2.COLOR_BGRA2BGR), cv2.merge([s8, s8, s8]), scale=1 / 128)
 
     def render(self, camera: CameraModel, pose: CameraPose) -> Rendered:
         """The camera's view from ``pose`` with ground truth for every visible planted object."""
-        e, n = self._ground_maps(camera, pose)
-        img = self.ground_image(e, n)
+        img = self.ground_image(self._ground_maps(camera, pose))
         truth: list[TruthBox] = []
         ce, cn = self.camera_local(pose)
         w, h = camera.image_width_px, camera.image_height_px
