@@ -1,0 +1,37 @@
+"""The pages served by the dispatch API: the command room (``/``), the grid worker's phone
+page (``/worker``) and the operator view (``/operator``), plus their static files under
+``/static/web`` (Leaflet is vendored in ``static/vendor/leaflet``; nothing comes from a CDN).
+
+The pages are static HTML + JavaScript talking to the same HTTP API as every other client;
+they take their token from ``?token=`` (then kept in localStorage) or a login box.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+PAGES = {"/": "index.html", "/worker": "worker.html", "/operator": "operator.html"}
+
+__all__ = ["install", "STATIC_DIR", "PAGES"]
+
+
+def install(app: Any) -> None:
+    """Mount ``/static/web`` and the three page routes on ``app``."""
+    from fastapi.responses import FileResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/static/web", StaticFiles(directory=STATIC_DIR), name="web-static")
+
+    def page_route(filename: str) -> Any:
+        async def page() -> FileResponse:
+            # no-cache: a deployment upgrade reaches every screen on its next load
+            return FileResponse(STATIC_DIR / filename, media_type="text/html; charset=utf-8",
+                                headers={"Cache-Control": "no-cache"})
+
+        page.__name__ = "page_" + filename.split(".")[0]
+        return page
+
+    for path, filename in PAGES.items():
+        app.add_api_route(path, page_route(filename), methods=["GET"], include_in_schema=False)

@@ -1,0 +1,158 @@
+/* Grid worker's phone page: open tickets in my grids, navigate, accept, arrive, photo + note,
+ * resolve or send back. No map library; small JSON; every call retried on a flaky network. */
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const W = { tickets: new Map(), me: null, workflow: {} };
+  window.SGWORKER = W;
+  SG.setNet = (s) => { $("net").textContent = s; };
+  function toast(msg, ms) {
+    const t = $("toast"); t.textContent = msg; t.style.display = "block";
+    clearTimeout(toast._t); toast._t = setTimeout(() => { t.style.display = "none"; }, ms || 3000);
+  }
+
+  /** Navigation links: AMap (GCJ-02, what Gaode expects) and a standard geo: URI (WGS-84). */
+  function navLinks(t) {
+    const g = SG.wgs84ToGcj02(t.lon, t.lat);
+    const name = encodeURIComponent(`${SG.classLabel(t)} #${t.id}`);
+    const amap = `https://uri.amap.com/marker?position=${g[0].toFixed(6)},${g[1].toFixed(6)}&name=${name}&coordinate=gaode&callnative=1`;
+    const geo = `geo:${t.lat.toFixed(6)},${t.lon.toFixed(6)}?q=${t.lat.toFixed(6)},${t.lon.toFixed(6)}(${name})`;
+    return { amap, geo };
+  }
+
+  function can(t, action) {
+    const a = W.workflow[action];
+    return (t.allowed_actions || []).includes(action) && (!a || !W.me || a.roles.includes(W.me.role));
+  }
+
+  function render() {
+    const a = document.activeElement;
+    if (a && a.closest && a.closest("#list") && (a.tagName === "TEXTAREA" || a.tagName === "INPUT")) {
+      W.dirty = true; return; // do not wipe what the worker is typing; re-render on blur
+    }
+    W.dirty = false;
+    const now = Date.now();
+    const list = [...W.tickets.values()].filter(SG.OPEN).sort((a, b) => (a.priority - b.priority) || (a.id - b.id));
+    if (!list.length) { $("list").innerHTML = '<p class="note">当前没有待处理的工单。</p>'; return; }
+    $("list").innerHTML = list.map((t) => {
+      const s = SG.sla(t, now), nav = navLinks(t);
+      const early = ["accepted", "analyzing", "routed"].includes(t.status);
+      return `<div class="tcard ${s.overdue ? "overdue" : ""}" data-id="${t.id}" style="border-left-color:${s.overdue ? "#d62828" : SG.classColor(t.class_name)}">
+        <h3>${SG.esc(SG.classLabel(t))} <span class="badge p${t.priority}">${SG.esc(t.priority_label || "P" + t.priority)}</span></h3>
+        <div>工单 #${t.id} · <b class="status">${SG.esc(t.status_label || t.status)}</b> · <span data-sla="${t.id}" class="${s.overdue ? "msg-error" : ""}">${SG.esc(s.text)}</span></div>
+        <div class="note">${SG.esc(t.grid_name || t.grid_id)} · 误差 ±${Math.round(t.error_m || 0)} m · ${SG.time(t.created_at)}</div>
+        <div class="note">检查：${(t.checklist || []).map((c) => SG.esc(c.text || c.id)).join("；")}</div>
+        <div class="row">
+          <a class="btn nav-amap" href="${nav.amap}" target="_blank" rel="noopener">高德导航</a>
+          <a class="btn nav-geo" href="${nav.geo}">地图应用</a>
+        </div>
+        <div class="row">
+          ${early ? `<button type="button" data-do="accept">接单</button>` : ""}
+          ${can(t, "arrive") ? `<button type="button" class="primary" data-do="arrive">到场</button>` : ""}
+          ${can(t, "resolve") ? `<button type="button" class="primary" data-do="resolve">处置完毕</button>` : ""}
+          <button type="button" data-do="send_back">退回</button>
+        </div>
+        <div class="row">
+          <textarea placeholder="现场情况备注" data-note="${t.id}"></textarea>
+          <input type="file" accept="image/*" capture="environment" data-photo="${t.id}" style="flex:1 1 100%">
+          <button type="button" data-do="report">提交照片/备注</button>
+        </div>
+      </div>`;
+    }).join("");
+  }
+
+  async function act(t, action, comment) {
+    const out = await SG.api(`/api/v1/tickets/${t.id}/actions`, { method: "POST", body: { action, comment: comment || null }, retries: 5 });
+    W.tickets.set(out.id, out);
+  }
+  async function comment(t, text) {
+    await SG.api(`/api/v1/tickets/${t.id}/comments`, { method: "POST", body: { text }, retries: 5 });
+  }
+  /** Shrink a phone photo to <= 1280 px JPEG (a few hundred KB) before upload. */
+  function shrink(file) {
+    return new Promise((resolve) => {
+      const img = new Image(), url = URL.createObjectURL(file);
+      img.onload = () => {
+        const k = Math.min(1, 1280 / Math.max(img.width, img.height));
+        const c = document.createElement("canvas");
+        c.width = Math.round(img.width * k); c.height = Math.round(img.height * k);
+        c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
+        URL.revokeObjectURL(url);
+        c.toBlob((b) => resolve(b || file), "image/jpeg", 0.72);
+      };
+      img.onerror = () => { URL.revokeObjectURL(url); resolve(file); };
+      img.src = url;
+    });
+  }
+  async function report(t, card) {
+    const note = card.querySelector(`[data-note="${t.id}"]`).value.trim();
+    const input = card.querySelector(`[data-photo="${t.id}"]`);
+    const file = input.files && input.files[0];
+    if (!note && !file) { toast("请拍照或填写备注"); return; }
+    if (file) {
+      const fd = new FormData();
+      fd.append("file", await shrink(file), "photo.jpg");
+      if (note) fd.append("caption", note);
+      await SG.api(`/api/v1/tickets/${t.id}/photos`, { method: "POST", body: fd, retries: 5 });
+    } else {
+      await comment(t, note);
+    }
+    toast("已提交");
+  }
+
+  $("list").addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-do]"); if (!b) return;
+    const card = b.closest("[data-id]"); const t = W.tickets.get(Number(card.dataset.id)); if (!t) return;
+    const what = b.dataset.do;
+    b.disabled = true;
+    try {
+      if (what === "accept") { await comment(t, "网格员已接单，正在前往现场"); toast("已接单"); }
+      else if (what === "arrive") { await act(t, "arrive", "网格员到场"); toast("已到场"); }
+      else if (what === "resolve") {
+        const note = card.querySelector(`[data-note="${t.id}"]`).value.trim();
+        await act(t, "resolve", note || "网格员现场处置完毕"); toast("已提交处置结果");
+      } else if (what === "send_back") {
+        const why = window.prompt("退回原因（如：非本网格、需部门处置）"); if (why === null) { b.disabled = false; return; }
+        if (can(t, "send_back")) await act(t, "send_back", why);
+        else await comment(t, "【网格员退回】" + (why || "需指挥室重新派单"));
+        toast("已退回指挥室");
+      } else if (what === "report") { await report(t, card); }
+      render();
+    } catch (e) {
+      toast("失败：" + e.message, 5000);
+      b.disabled = false;
+    }
+  });
+
+  async function load() {
+    const page = await SG.api("/api/v1/tickets?status=accepted,analyzing,routed,handling,supervising&limit=100", { retries: 6 });
+    W.tickets.clear();
+    for (const t of page.items || []) W.tickets.set(t.id, t);
+    render();
+  }
+  $("list").addEventListener("focusout", () => setTimeout(() => { if (W.dirty) render(); }, 0));
+  $("refresh").onclick = () => load().catch((e) => toast(e.message));
+
+  async function main() {
+    await SG.ensureLogin();
+    const [me, wf] = await Promise.all([SG.api("/api/v1/me"), SG.api("/api/v1/workflow").catch(() => null)]);
+    W.me = me;
+    if (wf) for (const a of wf.actions) W.workflow[a.id] = a;
+    $("who").textContent = `${me.name}（${me.role === "grid_worker" ? "网格员" : me.role}）· 网格 ${(me.grid_ids || ["全部"]).join("、")}`;
+    await load();
+    // SSE: one long HTTP response, light on a phone; the server confines it to my grids.
+    W.live = SG.live((ev) => {
+      if (!ev.topic.startsWith("ticket.")) return;
+      W.tickets.set(ev.data.id, ev.data); render();
+    }, { transport: "sse", filters: { topic: "ticket" },
+      onStatus: (s) => { $("live-dot").className = "status-dot " + s; } });
+    setInterval(() => {
+      const now = Date.now();
+      for (const el of document.querySelectorAll("[data-sla]")) {
+        const t = W.tickets.get(Number(el.dataset.sla)); if (t) { const s = SG.sla(t, now); el.textContent = s.text; el.className = s.overdue ? "msg-error" : ""; }
+      }
+    }, 1000);
+    document.body.dataset.ready = "1";
+  }
+  main().catch((e) => toast("启动失败：" + e.message, 10000));
+})();
