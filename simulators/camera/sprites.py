@@ -66,7 +66,7 @@ class _Canvas:
 
     def __init__(self, radius_m: float, heading_deg: float, res_m: float = SPRITE_RES_M) -> None:
         self.res = max(res_m, 2 * radius_m / MAX_SPRITE_PX)  # big plumes get coarser pixels
-        self.size = int(math.ceil(2 * radius_m / res_m)) | 1
+        self.size = int(math.ceil(2 * radius_m / self.res)) | 1
         self.heading = heading_deg
         self.bgr = np.zeros((self.size, self.size, 3), np.float32)
         self.alpha = np.zeros((self.size, self.size), np.float32)
