@@ -227,8 +227,13 @@ class GeoLocator:
 
     # ---- public ---------------------------------------------------------------------
     def locate_pixel(self, u: float, v: float, camera: CameraModel, pose: CameraPose,
-                     pixel_sigma: tuple[float, float] = (1.0, 1.0)) -> GroundFix | None:
-        """Ground position of pixel (u, v) with its error; None when the ray misses the ground."""
+                     pixel_sigma: tuple[float, float] | None = None) -> GroundFix | None:
+        """Ground position of pixel (u, v) with its error; None when the ray misses the ground.
+
+        ``pixel_sigma``: 1-sigma (u, v) uncertainty of the pixel; default ``pixel_min`` each.
+        """
+        if pixel_sigma is None:
+            pixel_sigma = (self.uncertainty.pixel_min, self.uncertainty.pixel_min)
         n, e, g = self._offsets(u, v, camera, pose)
         if not (math.isfinite(n) and math.isfinite(e)):
             return None
@@ -265,7 +270,7 @@ class GeoLocator:
         unc = self.uncertainty
         base = replace(pose, ground_alt_m=ground)
         n0, e0 = ne
-        var = np.array([unc.position_m ** 2, unc.position_m ** 2])
+        var = np.array([unc.position_m ** 2, unc.position_m ** 2], dtype=np.float64)
         ground_sigma = unc.ground_dem_m if self.dem is not None else unc.ground_flat_m
         height_sigma = math.hypot(unc.altitude_m, ground_sigma)
 
@@ -273,9 +278,10 @@ class GeoLocator:
             n1, e1 = pixels_to_ground(uu, vv, camera, pose_p)
             n1, e1 = float(n1), float(e1)
             if not (math.isfinite(n1) and math.isfinite(e1)):
-                # derivative undefined (ray near the horizon): count the whole sigma as a
-                # large error rather than dropping it
-                var[:] += (sigma / delta * 100.0) ** 2
+                # the perturbed ray misses the ground (near the horizon): the position is
+                # meaningless along that direction; say so with a 1 km error
+                if sigma > 0:
+                    var[:] += 1.0e6
                 return
             var[0] += ((n1 - n0) / delta * sigma) ** 2
             var[1] += ((e1 - e0) / delta * sigma) ** 2

@@ -101,12 +101,19 @@ class _Track:
         return self.swn / self.sw, self.swe / self.sw
 
     @property
-    def error_m(self) -> float:
-        n, e = self.ne
+    def model_error_m(self) -> float:
+        """Error from the sightings' own estimates (used for gating: a gate must not grow
+        because a track has drifted, or it would chain along a row of false positives)."""
         errs = [o[2] for o in self.obs]
         combined = 1.0 / math.sqrt(sum(1.0 / max(s, 1e-3) ** 2 for s in errs))
+        return max(combined, 0.6 * min(errs))
+
+    @property
+    def error_m(self) -> float:
+        """Reported error: the model error, or the sightings' weighted spread if larger."""
+        n, e = self.ne
         spread = math.sqrt(sum(o[3] * ((o[0] - n) ** 2 + (o[1] - e) ** 2) for o in self.obs) / self.sw)
-        return max(combined, 0.6 * min(errs), spread)
+        return max(self.model_error_m, spread)
 
 
 class IncidentTracker:
@@ -152,7 +159,7 @@ class IncidentTracker:
         return float(n), float(e)
 
     def _gate(self, t: _Track, err: float) -> float:
-        return min(self.max_gate_m, max(self.min_gate_m, self.gate_sigma * math.hypot(t.error_m, err)))
+        return min(self.max_gate_m, max(self.min_gate_m, self.gate_sigma * math.hypot(t.model_error_m, err)))
 
     def _can_confirm(self, t: _Track) -> bool:
         by_drone: dict[str, list[int]] = {}
@@ -275,7 +282,7 @@ class IncidentTracker:
             if o is t or not o.confirmed or self._key(o.class_name) != self._key(t.class_name):
                 continue
             d = math.hypot(o.ne[0] - tn, o.ne[1] - te)
-            if d <= self._gate(o, t.error_m) and d < best_d:
+            if d <= self._gate(o, t.model_error_m) and d < best_d:
                 best, best_d = o, d
         return best
 
