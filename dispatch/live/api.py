@@ -24,6 +24,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -160,6 +161,24 @@ async def _events(hub: LiveHub, sub: Any) -> AsyncIterator[LiveEvent | None]:
             return
         if sub.fresh(ev):
             yield ev
+
+
+def locate_plan_error(body: dict[str, Any]) -> str:
+    """' (at sorties[3], id 's3')' naming the first sortie/grid that does not parse, or ''."""
+    from geo.plan_schema import PlannedGrid, Sortie, Waypoint
+
+    for key, build in (("sorties", lambda s: Sortie(**{**s, "waypoints": [Waypoint(**w) for w in s["waypoints"]]})),
+                       ("grids", lambda g: PlannedGrid(**g))):
+        items = body.get(key)
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            try:
+                build(item)
+            except (KeyError, TypeError, AttributeError) as e:
+                ident = item.get("id") if isinstance(item, dict) else None
+                return f" (at {key}[{i}]{f', id {ident!r}' if ident else ''}: {type(e).__name__} {e})"
+    return ""
 
 
 # -- router ----------------------------------------------------------------------------
@@ -314,7 +333,7 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
         try:
             plan = Plan.from_dict(body, source="plan")
         except PlanFormatError as e:
-            raise HTTPException(422, str(e)) from None
+            raise HTTPException(422, f"{e}{locate_plan_error(body)}") from None
         hub = _hub(request)
         updated_at = await asyncio.to_thread(store.plan_put, hub.engine, plan.to_dict(),
                                              getattr(principal, "name", "?"))
@@ -329,6 +348,7 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
         if got is None:
             raise HTTPException(404, "no plan uploaded yet (PUT /api/v1/plan)")
         plan, updated_at, updated_by = got
-        return JSONResponse(plan, headers={"X-Plan-Updated-At": updated_at, "X-Plan-Updated-By": updated_by})
+        return JSONResponse(plan, headers={"X-Plan-Updated-At": updated_at,
+                                                  "X-Plan-Updated-By": quote(updated_by)})
 
     return router
