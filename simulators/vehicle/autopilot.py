@@ -593,7 +593,9 @@ class Autopilot:
                 self.target = self._descent_target(self.body.east, self.body.north)
             elif self.mode == "TAKEOFF" and self.target is not None and self._reached(self.target, 1.0):
                 self.text(SEV_INFO, "Takeoff complete, holding")
+                tgt = self.target
                 self._enter("HOLD")
+                self.target = tgt  # hold at the takeoff altitude, not where "reached" fired
             elif self.mode in ("HOLD", "POSCTL") and self.body.on_ground and self.target is not None and self.target.up <= 0:
                 pass  # armed on the ground in hold: idle
         was_on_ground = self.body.on_ground

@@ -235,6 +235,7 @@ class SimVehicle:
         self._state: VehicleState | None = None
         self.ap: Autopilot | None = None
         self.sim_time_s = 0.0
+        self._deferred: list | None = None
 
     # --- public ---------------------------------------------------------------------
     @property
@@ -353,6 +354,9 @@ class SimVehicle:
 
     # --- send -----------------------------------------------------------------------
     def _send(self, msg) -> None:
+        if self._deferred is not None:
+            self._deferred.append(msg)
+            return
         if self.faults.link_down:
             self.stats.dropped += 1
             return
@@ -504,6 +508,18 @@ class SimVehicle:
             msgs = self.dec.parse_buffer(data) or []
         except mavlink.MAVError:
             return
+        # Replies wait until the state snapshot shows their effect, so a caller that got
+        # its ack sees the new state at once.
+        self._deferred = []
+        try:
+            self._handle_all(msgs)
+        finally:
+            deferred, self._deferred = self._deferred, None
+            self._state = self.ap.snapshot()
+            for m in deferred:
+                self._send(m)
+
+    def _handle_all(self, msgs: list) -> None:
         for msg in msgs:
             t = msg.get_type()
             if t == "BAD_DATA":

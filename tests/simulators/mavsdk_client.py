@@ -1,0 +1,131 @@
+"""Test helpers: an unmodified MAVSDK (``mavsdk.asyncio``) client for the simulators.
+
+Nothing here knows which autopilot it talks to; the same helpers fly PX4 SITL in the
+``px4`` suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from mavsdk import LogLevel, log_subscribe
+from mavsdk.asyncio import ComponentType, Configuration, Mavsdk
+from mavsdk.asyncio.plugins.action import ActionAsync
+from mavsdk.asyncio.plugins.geofence import GeofenceAsync
+from mavsdk.asyncio.plugins.mission import MissionAsync, MissionItem, MissionPlan
+from mavsdk.asyncio.plugins.param import ParamAsync
+from mavsdk.asyncio.plugins.telemetry import TelemetryAsync
+
+_quiet = False
+
+
+def quiet_mavsdk() -> None:
+    """Keep MAVSDK's debug/info log out of the test output (warnings and errors still show)."""
+    global _quiet
+    if not _quiet:
+        log_subscribe(lambda level, msg, file, line: level < LogLevel.WARN)
+        _quiet = True
+
+
+@dataclass
+class Client:
+    system: object
+    mission: MissionAsync
+    action: ActionAsync
+    telemetry: TelemetryAsync
+    geofence: GeofenceAsync
+    param: ParamAsync
+    texts: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+    progress: list[tuple[int, int]] = field(default_factory=list)
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    def watch(self) -> None:
+        """Record status texts, flight-mode changes and mission progress in the background."""
+
+        async def texts() -> None:
+            async for t in self.telemetry.subscribe_status_text():
+                self.texts.append(t.text)
+
+        async def modes() -> None:
+            async for m in self.telemetry.subscribe_flight_mode():
+                if not self.modes or self.modes[-1] != m.name:
+                    self.modes.append(m.name)
+
+        async def progress() -> None:
+            async for p in self.mission.subscribe_mission_progress():
+                self.progress.append((p.current, p.total))
+
+        self.tasks += [asyncio.ensure_future(c()) for c in (texts, modes, progress)]
+
+
+@asynccontextmanager
+async def connect(url: str, timeout_s: float = 15.0) -> AsyncIterator[Client]:
+    """Connect MAVSDK as a ground station on ``url`` (e.g. ``udpin://0.0.0.0:14540``)."""
+    quiet_mavsdk()
+    cfg = Configuration.create_with_component_type(ComponentType.GROUND_STATION)
+    async with Mavsdk(cfg) as m:
+        await m.add_any_connection(url)
+        system = await m.first_autopilot(timeout_s=timeout_s)
+        assert system is not None, f"no autopilot on {url} within {timeout_s} s"
+        c = Client(system, MissionAsync(system), ActionAsync(system), TelemetryAsync(system), GeofenceAsync(system),
+                   ParamAsync(system))
+        try:
+            yield c
+        finally:
+            for t in c.tasks:
+                t.cancel()
+            await asyncio.gather(*c.tasks, return_exceptions=True)
+            for plugin in (c.mission, c.action, c.telemetry, c.geofence, c.param):
+                plugin.destroy()
+
+
+def offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float, float]:
+    """Small-offset lat/lon (spherical, fine for test geometry of a few hundred metres)."""
+    return lat + north_m / 111_195.0, lon + east_m / (111_195.0 * math.cos(math.radians(lat)))
+
+
+def survey_items(lat: float, lon: float, n: int = 40, spacing_m: float = 10.0, leg_m: float = 30.0,
+                 alt_m: float = 15.0, speed_m_s: float = 10.0) -> list[MissionItem]:
+    """A lawn-mower survey of ``n`` waypoints north-east of (lat, lon)."""
+    items = []
+    for i in range(n):
+        north = (i // 2) * spacing_m + 10.0
+        east = (0.0 if (i % 4) in (0, 3) else leg_m) + 10.0
+        la, lo = offset(lat, lon, north, east)
+        items.append(MissionItem(la, lo, alt_m, speed_m_s, True, float("nan"), float("nan"),
+                                 MissionItem.CameraAction.NONE, float("nan"), float("nan"), float("nan"),
+                                 float("nan"), float("nan"), MissionItem.VehicleAction.NONE))
+    return items
+
+
+def plan(items: list[MissionItem]) -> MissionPlan:
+    return MissionPlan(items)
+
+
+async def wait_for(pred: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.05) -> None:
+    """Poll ``pred`` until true; fail naming ``what`` after ``timeout_s`` wall seconds."""
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(poll_s)
+
+
+async def first(gen, pred: Callable[[object], bool], timeout_s: float, what: str):
+    """The first item of an async generator matching ``pred``."""
+
+    async def scan():
+        async for x in gen:
+            if pred(x):
+                return x
+
+    try:
+        return await asyncio.wait_for(scan(), timeout_s)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
