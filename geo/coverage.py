@@ -176,71 +176,65 @@ def _estimate_cost_m(segs: np.ndarray, spacing: float, turn_m: float) -> float:
     return float((segs[:, 2] - segs[:, 1]).sum() + len(segs) * (spacing + turn_m))
 
 
-def _order_segments(segs: np.ndarray, start: Point2) -> list[tuple[Point2, Point2]]:
-    """Chain segments nearest-endpoint-first starting near ``start`` (serpentine within a cell)."""
-    ends = np.stack([segs[:, [1, 3]], segs[:, [2, 3]]], axis=1)  # (m, 2 ends, 2)
-    m = len(segs)
-    left = np.ones(m, dtype=bool)
-    cur = np.asarray(start, dtype=np.float64)
+def _order_segments(ends: np.ndarray, dmat: np.ndarray, dstart: np.ndarray) -> list[tuple[int, bool]]:
+    """Chain segments nearest-endpoint-first (serpentine within a cell, then the nearest cell).
+
+    ``ends`` holds segment i's start at row 2i and end at 2i+1; ``dmat`` the connection
+    lengths between endpoints; ``dstart`` the distance from the start point. Returns
+    (segment, flipped) pairs.
+    """
+    m = len(ends) // 2
+    left = np.ones(2 * m, dtype=bool)
+    d = dstart.astype(np.float64).copy()
     out = []
     for _ in range(m):
-        d = np.hypot(ends[..., 0] - cur[0], ends[..., 1] - cur[1])
-        # prefer the next line over the same line's far cell: small bias on v distance
-        d[~left] = np.inf
-        k = int(np.argmin(d))
+        dd = np.where(left, d, np.inf)
+        k = int(np.argmin(dd))
         i, e = divmod(k, 2)
-        a, b = ends[i, e], ends[i, 1 - e]
-        out.append(((float(a[0]), float(a[1])), (float(b[0]), float(b[1]))))
-        left[i] = False
-        cur = b
+        out.append((i, e == 1))
+        left[2 * i : 2 * i + 2] = False
+        d = dmat[2 * i + (1 - e)]
     return out
 
 
-def _two_opt(order: list[tuple[Point2, Point2]], start: Point2, dist=math.dist, max_passes: int = 6) -> list[tuple[Point2, Point2]]:
-    """Improve a chain of directed segments by reversing sub-chains (2-opt with orientation).
+def _two_opt(order: list[tuple[int, bool]], dmat: np.ndarray, dstart: np.ndarray, max_passes: int = 6) -> list[tuple[int, bool]]:
+    """Improve a chain by reversing sub-chains (2-opt with orientation; far end free).
 
-    The cost is the sum of straight connections from ``start`` through the chain; the far
-    end is free. Reversing segments ``i..j`` flips each segment's direction.
+    Reversing positions ``i..j`` flips each segment's direction.
     """
     m = len(order)
     if m < 3:
         return order
-    s = np.asarray([o[0] for o in order], dtype=np.float64)
-    e = np.asarray([o[1] for o in order], dtype=np.float64)
-    idx = np.arange(m)
-    flip = np.zeros(m, dtype=bool)
+    seq = [i for i, _ in order]
+    flip = [f for _, f in order]
 
-    def heads(k):  # where segment at position k starts / ends, orientation applied
-        i = idx[k]
-        return (e[i], s[i]) if flip[k] else (s[i], e[i])
+    def head(k: int) -> int:  # endpoint index where position k starts
+        return 2 * seq[k] + (1 if flip[k] else 0)
 
-    st = np.asarray(start, dtype=np.float64)
+    def tail(k: int) -> int:
+        return 2 * seq[k] + (0 if flip[k] else 1)
+
     for _ in range(max_passes):
         improved = False
         for i in range(m - 1):
-            prev_end = st if i == 0 else heads(i - 1)[1]
-            si = heads(i)[0]
             for j in range(i + 1, m):
-                ej = heads(j)[1]
-                d0 = math.dist if i == 0 else dist  # the start lies outside the grid
-                before = d0(prev_end, si)
-                after = d0(prev_end, ej)
+                hi, tj = head(i), tail(j)
+                if i == 0:
+                    before, after = dstart[hi], dstart[tj]
+                else:
+                    tp = tail(i - 1)
+                    before, after = dmat[tp, hi], dmat[tp, tj]
                 if j + 1 < m:
-                    nxt = heads(j + 1)[0]
-                    before += dist(ej, nxt)
-                    after += dist(si, nxt)
+                    hn = head(j + 1)
+                    before += dmat[tj, hn]
+                    after += dmat[hi, hn]
                 if after < before - 1e-6:
-                    idx[i : j + 1] = idx[i : j + 1][::-1].copy()
-                    flip[i : j + 1] = ~flip[i : j + 1][::-1]
+                    seq[i : j + 1] = seq[i : j + 1][::-1]
+                    flip[i : j + 1] = [not f for f in flip[i : j + 1][::-1]]
                     improved = True
-                    si = heads(i)[0]
         if not improved:
             break
-    out = []
-    for k in range(m):
-        a, b = heads(k)
-        out.append(((float(a[0]), float(a[1])), (float(b[0]), float(b[1]))))
-    return out
+    return list(zip(seq, flip, strict=True))
 
 
 def _swath_boxes(segs: np.ndarray, w: float, h: float) -> np.ndarray:
@@ -287,42 +281,27 @@ def sweep_segments_at(region_rot, v: float, min_len: float) -> list[tuple[float,
     return out
 
 
-class _Connector:
-    """Connection lengths inside the free space, cached; straight when the region is convex."""
-
-    def __init__(self, free_rot, convex: bool) -> None:
-        self.fs = FreeSpace(free_rot)
-        self.convex = convex
-        self._cache: dict[tuple, list[Point2]] = {}
-
-    def path(self, p, q) -> list[Point2]:
-        if self.convex:
-            return []
-        key = (round(float(p[0]), 3), round(float(p[1]), 3), round(float(q[0]), 3), round(float(q[1]), 3))
-        r = self._cache.get(key)
-        if r is None:
-            r = self.fs.path((float(p[0]), float(p[1])), (float(q[0]), float(q[1])))
-            self._cache[key] = r
-        return r
-
-    def dist(self, p, q) -> float:
-        via = self.path(p, q)
-        if not via:
-            return math.dist(p, q)
-        return polyline_length([tuple(p), *via, tuple(q)])
-
-
-def _route_in_frame(segs: np.ndarray, conn: _Connector, start: Point2) -> list[tuple[float, float, str]]:
-    ordered = _order_segments(segs, start)
-    ordered = _two_opt(ordered, start, conn.dist if not conn.convex else math.dist)
+def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2) -> list[tuple[float, float, str]]:
+    """Order the segments and connect them; ``fs`` None means every straight connection is free."""
+    m = len(segs)
+    ends = np.empty((2 * m, 2))
+    ends[0::2, 0], ends[1::2, 0] = segs[:, 1], segs[:, 2]
+    ends[0::2, 1] = ends[1::2, 1] = segs[:, 3]
+    if fs is None:
+        dmat = np.hypot(*(ends[:, None, :] - ends[None, :, :]).transpose(2, 0, 1))
+    else:
+        dmat = fs.distance_matrix(ends, ends)
+    dstart = np.hypot(ends[:, 0] - start[0], ends[:, 1] - start[1])
+    order = _two_opt(_order_segments(ends, dmat, dstart), dmat, dstart)
     pts: list[tuple[float, float, str]] = []
-    for k, (s0, s1) in enumerate(ordered):
-        if k:
+    for k, (i, f) in enumerate(order):
+        s0, s1 = (ends[2 * i + 1], ends[2 * i]) if f else (ends[2 * i], ends[2 * i + 1])
+        if k and fs is not None:
             prev = (pts[-1][0], pts[-1][1])
-            for q in conn.path(prev, s0):
+            for q in fs.path(prev, (float(s0[0]), float(s0[1]))):
                 pts.append((q[0], q[1], "transit"))
-        pts.append((s0[0], s0[1], "line_start"))
-        pts.append((s1[0], s1[1], "line_end"))
+        pts.append((float(s0[0]), float(s0[1]), "line_start"))
+        pts.append((float(s1[0]), float(s1[1]), "line_end"))
     return pts
 
 
@@ -335,7 +314,7 @@ def plan_part(
     model: FlightModel,
     start: Point2 = (0.0, 0.0),
     angle_deg: float | None = None,
-    full_evaluations: int = 3,
+    full_evaluations: int = 2,
 ) -> CellRoute | None:
     """Route over one connected ``region`` (local metres) that stays inside ``free``.
 
@@ -373,8 +352,8 @@ def plan_part(
                 covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
         t = math.radians(a)
         s_rot = (start[0] * math.cos(t) + start[1] * math.sin(t), -start[0] * math.sin(t) + start[1] * math.cos(t))
-        conn = _Connector(affinity.rotate(free, -a, origin=(0.0, 0.0)), convex)
-        pts_rot = _route_in_frame(segs, conn, s_rot)
+        fs = None if convex else FreeSpace(affinity.rotate(free, -a, origin=(0.0, 0.0)))
+        pts_rot = _route_in_frame(segs, fs, s_rot)
         xy = _rotate_xy(np.asarray([(u, v) for u, v, _ in pts_rot]), a)
         cost = model.path_time_s(xy)
         if best is None or cost < best[0]:

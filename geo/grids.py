@@ -324,7 +324,8 @@ def _pick(props: dict[str, Any], names: tuple[str, ...], explicit: str | None) -
 
 
 def _check_range(polys: list[list[np.ndarray]], where: str, crs: str) -> None:
-    allpts = np.concatenate([r for p in polys for r in p]) if polys else np.zeros((0, 2))
+    rings = [r for p in polys for r in p if len(r)]
+    allpts = np.concatenate(rings) if rings else np.zeros((0, 2))
     if not len(allpts):
         return
     if not np.all(np.isfinite(allpts)):
@@ -337,14 +338,14 @@ def _check_range(polys: list[list[np.ndarray]], where: str, crs: str) -> None:
         k = int(np.argmax(bad_lon | bad_lat))
         hint = " — lat/lon look swapped; GeoJSON/KML order is [lon, lat]" if swapped_ok else ""
         raise GridImportError(
-            f"{where}: coordinate [{lon[k]!r}, {lat[k]!r}] out of range (lon must be within ±180, lat within ±90){hint}"
+            f"{where}: coordinate [{float(lon[k])!r}, {float(lat[k])!r}] out of range (lon must be within ±180, lat within ±90){hint}"
         )
     from geo.crs import in_china
 
     # In range both ways: warn when the swapped reading lands in China and the given one does not.
     if np.mean(in_china(lon, lat)) < 0.5 and np.mean(in_china(lat, lon)) > 0.5:
         warnings.warn(
-            f"{where}: coordinates look like [lat, lon] (e.g. [{lon[0]}, {lat[0]}]); "
+            f"{where}: coordinates look like [lat, lon] (e.g. [{float(lon[0])}, {float(lat[0])}]); "
             "GeoJSON/KML order is [lon, lat] — swap the columns if the grids land in the wrong place",
             GridImportWarning,
             stacklevel=4,
@@ -363,7 +364,7 @@ def _to_geometry(polys: list[list[np.ndarray]], where: str, crs: str) -> Polygon
             lon, lat = to_wgs84(r[:, 0], r[:, 1], crs)
             conv.append(np.column_stack([np.asarray(lon), np.asarray(lat)]))
         p = Polygon(conv[0], conv[1:])
-        if p.is_empty or p.area == 0:
+        if p.is_empty or p.convex_hull.area == 0:
             raise GridImportError(f"{where}: empty polygon (zero area)")
         if not p.is_valid:
             why = explain_validity(p)

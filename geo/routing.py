@@ -1,4 +1,4 @@
-"""Shortest paths that stay inside a free-space polygon (visibility graph + A*).
+"""Shortest paths that stay inside a free-space polygon (visibility graph, all-pairs).
 
 Used twice: inside a grid (transit between survey lines must not leave the grid or enter a
 no-fly zone) and between grids (transit must go around buffered no-fly zones). Works in
@@ -9,12 +9,9 @@ covers (checked with a prepared shapely geometry, 1 mm tolerance).
 
 from __future__ import annotations
 
-import heapq
-import math
-
 import numpy as np
 import shapely
-from shapely.geometry import LineString, MultiPolygon, Polygon
+from shapely.geometry import MultiPolygon, Polygon
 
 Point2 = tuple[float, float]
 
@@ -24,7 +21,11 @@ class NoPathError(RuntimeError):
 
 
 class FreeSpace:
-    """A region one may fly in; :meth:`path` returns the intermediate vertices of a shortest path."""
+    """A region one may fly in: straight-line visibility and shortest paths, vectorised.
+
+    All-pairs shortest paths between graph nodes are computed once (Floyd-Warshall on the
+    visibility graph); a query p -> q then only needs the visibility of p and q to the nodes.
+    """
 
     def __init__(self, region: Polygon | MultiPolygon, inset_m: float = 0.5, tolerance_m: float = 1e-3) -> None:
         self.region = region
@@ -32,15 +33,29 @@ class FreeSpace:
         shapely.prepare(self.check)
         self.inset_m = inset_m
         self._nodes: np.ndarray | None = None
-        self._vis: dict[tuple[int, int], bool] = {}
+        self._dist: np.ndarray | None = None
+        self._next: np.ndarray | None = None
+
+    # -- visibility ----------------------------------------------------------------------
+    def covered(self, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Boolean array: is each straight segment p[k] -> q[k] inside the free space? (k, 2) arrays."""
+        p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        q = np.asarray(q, dtype=np.float64).reshape(-1, 2)
+        out = np.zeros(len(p), dtype=bool)
+        same = np.all(np.abs(p - q) < 1e-9, axis=1)
+        if np.any(same):
+            out[same] = shapely.covers(self.check, shapely.points(p[same]))
+        if np.any(~same):
+            segs = shapely.linestrings(np.stack([p[~same], q[~same]], axis=1))
+            out[~same] = shapely.covers(self.check, segs)
+        return out
 
     def covers_segment(self, p: Point2, q: Point2) -> bool:
         """True if the straight segment p-q lies in the free space."""
-        if p == q:
-            return bool(self.check.covers(shapely.points(p)))
-        return bool(self.check.covers(LineString([p, q])))
+        return bool(self.covered(np.asarray([p]), np.asarray([q]))[0])
 
-    def _graph_nodes(self) -> np.ndarray:
+    # -- graph -----------------------------------------------------------------------------
+    def _graph(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._nodes is None:
             shrunk = self.region.buffer(-self.inset_m, join_style="mitre", mitre_limit=3.0)
             src = shrunk if not shrunk.is_empty and shrunk.area > 0.2 * self.region.area else self.region
@@ -50,8 +65,58 @@ class FreeSpace:
                 if isinstance(poly, Polygon):
                     for ring in [poly.exterior, *poly.interiors]:
                         pts.extend(list(ring.coords)[:-1])
-            self._nodes = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-        return self._nodes
+            nodes = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+            n = len(nodes)
+            ii, jj = np.triu_indices(n, 1)
+            vis = np.zeros((n, n), dtype=bool)
+            if len(ii):
+                v = self.covered(nodes[ii], nodes[jj])
+                vis[ii, jj] = v
+                vis[jj, ii] = v
+            d = np.hypot(*(nodes[:, None, :] - nodes[None, :, :]).transpose(2, 0, 1))
+            dist = np.where(vis, d, np.inf)
+            np.fill_diagonal(dist, 0.0)
+            nxt = np.where(np.isfinite(dist), np.arange(n)[None, :], -1)
+            for k in range(n):
+                via = dist[:, k : k + 1] + dist[k : k + 1, :]
+                better = via < dist
+                if np.any(better):
+                    dist = np.where(better, via, dist)
+                    nxt = np.where(better, nxt[:, k : k + 1], nxt)
+            self._nodes, self._dist, self._next = nodes, dist, nxt
+        assert self._dist is not None and self._next is not None
+        return self._nodes, self._dist, self._next
+
+    def _to_nodes(self, pts: np.ndarray) -> np.ndarray:
+        """(k, n) straight distances from points to graph nodes, inf where not visible."""
+        nodes, _, _ = self._graph()
+        k, n = len(pts), len(nodes)
+        if n == 0 or k == 0:
+            return np.full((k, n), np.inf)
+        a = np.repeat(pts, n, axis=0)
+        b = np.tile(nodes, (k, 1))
+        vis = self.covered(a, b).reshape(k, n)
+        d = np.hypot(*(pts[:, None, :] - nodes[None, :, :]).transpose(2, 0, 1))
+        return np.where(vis, d, np.inf)
+
+    def distance_matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Shortest in-space path lengths (m) from each point of ``a`` to each of ``b`` (inf if none)."""
+        a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
+        b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
+        ka, kb = len(a), len(b)
+        straight = np.hypot(*(a[:, None, :] - b[None, :, :]).transpose(2, 0, 1))
+        vis = self.covered(np.repeat(a, kb, axis=0), np.tile(b, (ka, 1))).reshape(ka, kb)
+        out = np.where(vis, straight, np.inf)
+        if np.all(vis):
+            return out
+        _, dist, _ = self._graph()
+        if dist.size == 0:
+            return out
+        da = self._to_nodes(a)  # (ka, n)
+        db = self._to_nodes(b)  # (kb, n)
+        via_a = np.min(da[:, :, None] + dist[None, :, :], axis=1)  # (ka, n): a -> node j
+        graph = np.min(via_a[:, None, :] + db[None, :, :], axis=2)  # (ka, kb)
+        return np.minimum(out, graph)
 
     def path(self, p: Point2, q: Point2) -> list[Point2]:
         """Intermediate vertices (possibly none) of a shortest path p -> q inside the free space.
@@ -60,57 +125,20 @@ class FreeSpace:
         """
         if self.covers_segment(p, q):
             return []
-        nodes = self._graph_nodes()
-        n = len(nodes)
-        pts = np.vstack([nodes, np.asarray([p, q], dtype=np.float64)]) if n else np.asarray([p, q], dtype=np.float64)
-        ip, iq = n, n + 1
-
-        def visible(i: int, j: int) -> bool:
-            if i >= n or j >= n:  # edges touching p or q are not cached across calls
-                return self.covers_segment(tuple(pts[i]), tuple(pts[j]))
-            key = (i, j) if i < j else (j, i)
-            v = self._vis.get(key)
-            if v is None:
-                v = self.covers_segment(tuple(pts[i]), tuple(pts[j]))
-                self._vis[key] = v
-            return v
-
-        goal = pts[iq]
-
-        def h(i: int) -> float:
-            return float(math.hypot(*(pts[i] - goal)))
-
-        dist = {ip: 0.0}
-        prev: dict[int, int] = {}
-        heap = [(h(ip), ip)]
-        done: set[int] = set()
-        while heap:
-            _, u = heapq.heappop(heap)
-            if u in done:
-                continue
-            if u == iq:
-                out = []
-                while u != ip:
-                    u = prev[u]
-                    if u != ip:
-                        out.append((float(pts[u][0]), float(pts[u][1])))
-                return out[::-1]
-            done.add(u)
-            du = dist[u]
-            d_all = np.hypot(*(pts - pts[u]).T)
-            for v in np.argsort(d_all):
-                v = int(v)
-                if v == u or v in done or v == ip:
-                    continue
-                nd = du + float(d_all[v])
-                if nd >= dist.get(v, math.inf):
-                    continue
-                if not visible(u, v):
-                    continue
-                dist[v] = nd
-                prev[v] = u
-                heapq.heappush(heap, (nd + h(v), v))
-        raise NoPathError(f"no path from {p} to {q} inside the free space")
+        nodes, dist, nxt = self._graph()
+        if len(nodes) == 0:
+            raise NoPathError(f"no path from {p} to {q} inside the free space")
+        da = self._to_nodes(np.asarray([p], dtype=np.float64))[0]
+        db = self._to_nodes(np.asarray([q], dtype=np.float64))[0]
+        total = da[:, None] + dist + db[None, :]
+        k = int(np.argmin(total))
+        i, j = divmod(k, len(nodes))
+        if not np.isfinite(total[i, j]):
+            raise NoPathError(f"no path from {p} to {q} inside the free space")
+        out = [i]
+        while out[-1] != j:
+            out.append(int(nxt[out[-1], j]))
+        return [(float(nodes[u][0]), float(nodes[u][1])) for u in out]
 
 
 def polyline_length(points: list[Point2] | np.ndarray) -> float:
