@@ -458,7 +458,7 @@ class SimVehicle:
             return enc.attitude_encode(self._time_boot_ms(), ap.roll, ap.pitch, yaw, 0.0, 0.0, 0.0)
         if msg_id == mavlink.MAVLINK_MSG_ID_GPS_RAW_INT:
             lat, lon = ap.noisy_position()
-            fix, sats = (3, 16) if ap.gps_ok else (0, 0)
+            fix, sats = (3, 16) if ap.gps_ok else (1, 0)  # GPS_FIX_TYPE_NO_FIX: receiver up, no signal
             cog = int(math.degrees(math.atan2(b.v_east, b.v_north)) % 360 * 100) if b.ground_speed > 0.2 else 65535
             return enc.gps_raw_int_encode(int(ap.t * 1e6), fix, int(lat * 1e7) if ap.gps_ok else 0,
                                           int(lon * 1e7) if ap.gps_ok else 0, int((ap.home_alt + b.up) * 1000),
