@@ -12,6 +12,7 @@ from typing import Any
 
 from shapely import STRtree
 from shapely.geometry import Point
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.models import Grid as GridRow
@@ -86,16 +87,19 @@ def load_grid_index(path: str | None, crs: str) -> GridIndex:
 
 def sync_grids(session: Session, index: GridIndex) -> None:
     """Upsert grids and workers into the store so tickets, directory and stats can join them."""
+    workers = {w.id: w for w in session.scalars(select(GridWorker))}
+    rows = {r.id: r for r in session.scalars(select(GridRow))}
     for g in index.grids:
         info = index.info[g.id]
         if info.worker_id:
-            w = session.get(GridWorker, info.worker_id) or GridWorker(id=info.worker_id, name="")
+            w = workers.get(info.worker_id) or GridWorker(id=info.worker_id, name="")
+            workers[w.id] = w
             w.name, w.phone = info.worker_name or "", info.worker_phone
             session.add(w)
     session.flush()
     for g in index.grids:
         info = index.info[g.id]
-        row = session.get(GridRow, g.id) or GridRow(id=g.id)
+        row = rows.get(g.id) or GridRow(id=g.id)
         row.name = g.name
         row.township, row.village, row.area_type = info.township, info.village, info.area_type
         row.worker_id = info.worker_id

@@ -165,9 +165,10 @@ def _dotted(loc: tuple) -> str:
 
 def parse_routing(text: str, source: str = "routing.yaml") -> Routing:
     """Parse and validate routing YAML text; raise :class:`RoutingError` located in ``source``."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise RoutingError(source, mark.line + 1 if mark else None, "", f"YAML syntax: {e.problem}") from e
