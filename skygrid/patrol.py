@@ -200,16 +200,17 @@ class CameraFeed:
                 self.queue.task_done()
 
     def _remember_footprint(self, pose: Any) -> None:
+        """Keep the frame's ground footprint (WGS-84 polygon) to score coverage afterwards."""
         from shapely.geometry import Polygon
 
         from geo.georef import pixels_to_ground
+        from geo.projection import LocalFrame
 
         w, h = self.camera.image_width_px, self.camera.image_height_px
         n, e = pixels_to_ground([0, w, w, 0], [0, 0, h, h], self.camera, pose)
-        lat0 = math.radians(pose.lat)
-        pts = [(pose.lon + ee / (111320.0 * math.cos(lat0)), pose.lat + nn / 110540.0) for nn, ee in zip(n, e, strict=True)]
+        lon, lat = LocalFrame(pose.lat, pose.lon).to_wgs84(e, n)
         with self.lock:
-            self.footprints.append(Polygon(pts))
+            self.footprints.append(Polygon(zip(lon, lat, strict=True)))
 
     def drain(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -443,9 +444,8 @@ class PatrolRun:
             self.stop_parts(keep_server=keep_server and self.state.phase == "done")
 
     def _sim_time(self) -> float:
-        times = [getattr(v, "sim_time", None) for v in self.vehicles]
-        times = [t() if callable(t) else t for t in times if t is not None]
-        return max(times) if times else 0.0
+        """Simulated seconds elapsed on the slowest-moving clock of the running vehicles."""
+        return max((v.sim_time_s for v in self.vehicles), default=0.0)
 
     def stop_parts(self, keep_server: bool = False) -> None:
         if self.feed:
@@ -489,8 +489,6 @@ def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: li
     a ticket that matches no planted incident is a *false ticket*. A grid is *covered* when
     the union of analysed frame footprints images >= 99.5 % of it.
     """
-    from shapely.ops import unary_union
-
     planted = [o for o in scenario.incidents if any(g.polygon.contains(_pt(o.lon, o.lat)) for g in grids)]
     matched: dict[str, dict] = {}
     errors = []
@@ -512,14 +510,9 @@ def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: li
             errors.append(best_d)
         else:
             false_tickets += 1
-    imaged = unary_union(footprints) if footprints else None
-    covered, ratios = 0, []
-    for g in grids:
-        ratio = imaged.intersection(g.polygon).area / g.polygon.area if imaged is not None else 0.0
-        ratios.append(ratio)
-        covered += ratio >= 0.995
-    total_area = sum(g.polygon.area for g in grids)
-    coverage = sum(r * g.polygon.area for r, g in zip(ratios, grids, strict=True)) / total_area if total_area else 0.0
+    covered, ratios, areas = _coverage(grids, footprints, plan)
+    total_area = sum(areas)
+    coverage = sum(r * a for r, a in zip(ratios, areas, strict=True)) / total_area if total_area else 0.0
     latencies = []
     for _ext_id, (frame_wall, incident) in incident_frames.items():
         arrivals = [tw for tw, data in alerts.values()
@@ -549,6 +542,34 @@ def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: li
         "drones": plan.drones,
         "tickets_detail": per_ticket,
     }
+
+
+def _coverage(grids: list[Any], footprints: list[Any], plan: Any) -> tuple[int, list[float], list[float]]:
+    """Per grid: imaged fraction of its flyable area (grid minus buffered no-fly zones).
+
+    Computed in a local metric frame; returns (grids >= 99.5 % imaged, ratios, areas m²).
+    """
+    from shapely.geometry import Polygon
+    from shapely.ops import transform, unary_union
+
+    from geo.projection import LocalFrame
+
+    frame = LocalFrame(plan.home.lat, plan.home.lon)
+
+    def local(geom: Any) -> Any:
+        return transform(lambda x, y, z=None: frame.to_local(x, y), geom)
+
+    zones = [local(Polygon(z.rings[0], z.rings[1:])).buffer(z.buffer_m) for z in plan.no_fly]
+    forbidden = unary_union(zones) if zones else None
+    imaged = unary_union([local(f) for f in footprints]) if footprints else None
+    ratios, areas = [], []
+    for g in grids:
+        flyable = local(g.polygon)
+        if forbidden is not None:
+            flyable = flyable.difference(forbidden)
+        areas.append(flyable.area)
+        ratios.append(imaged.intersection(flyable).area / flyable.area if imaged is not None and flyable.area else 0.0)
+    return sum(r >= 0.995 for r in ratios), ratios, areas
 
 
 def _pt(lon: float, lat: float) -> Any:
