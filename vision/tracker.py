@@ -23,6 +23,7 @@ used as the idempotency key (``external_id``) at dispatch. All methods are threa
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import uuid
@@ -74,7 +75,7 @@ def evidence_jpeg(image: np.ndarray, box: tuple[float, float, float, float], lab
 class _Track:
     no: int
     class_name: str
-    hits: list[tuple[str, int]] = field(default_factory=list)  # (drone id, per-drone frame seq)
+    hits: list[tuple[str, tuple[float, int]]] = field(default_factory=list)  # (drone id, frame key)
     sw: float = 0.0  # sum of weights
     swn: float = 0.0
     swe: float = 0.0
@@ -125,11 +126,15 @@ class IncidentTracker:
     better evidence, or more sightings after that many seconds). ``class_groups``: optional
     sets of class names that may associate with each other (e.g. both fire classes), the
     incident taking the class with the highest summed confidence; default strict per class.
+    ``reorder_slack``: tentative tracks are kept this many frames longer than k-of-n needs,
+    so frames that worker threads finish slightly out of order still count.
     """
+
+    MAX_FRAMES = 2000  # frame keys kept per drone (k-of-n only looks a few frames back)
 
     def __init__(self, patrol_id: str, k: int = 3, n: int = 5, gate_sigma: float = 3.0, min_gate_m: float = 8.0,
                  max_gate_m: float = 40.0, min_move_m: float = 1.0, update_interval_s: float = 5.0,
-                 jpeg_quality: int = 85, class_groups: list[set[str]] | None = None) -> None:
+                 jpeg_quality: int = 85, class_groups: list[set[str]] | None = None, reorder_slack: int = 4) -> None:
         if not 1 <= k <= n:
             raise ValueError(f"need 1 <= k <= n, got k={k} n={n}")
         self.patrol_id = patrol_id
@@ -137,12 +142,13 @@ class IncidentTracker:
         self.gate_sigma, self.min_gate_m, self.max_gate_m = gate_sigma, min_gate_m, max_gate_m
         self.min_move_m, self.update_interval_s = min_move_m, update_interval_s
         self.jpeg_quality = jpeg_quality
+        self.reorder_slack = int(reorder_slack)
         self._group: dict[str, str] = {}
         for i, g in enumerate(class_groups or []):
             for c in g:
                 self._group[c] = f"group{i}"
         self._lock = threading.Lock()
-        self._frame_seq: dict[str, int] = {}
+        self._frames: dict[str, list[tuple[float, int]]] = {}  # per drone: sorted (time_s, frame_id)
         self._tracks: list[_Track] = []
         self._next_no = 1
         self._local: LocalFrame | None = None
@@ -162,23 +168,33 @@ class IncidentTracker:
         return min(self.max_gate_m, max(self.min_gate_m, self.gate_sigma * math.hypot(t.model_error_m, err)))
 
     def _can_confirm(self, t: _Track) -> bool:
-        by_drone: dict[str, list[int]] = {}
-        for d, s in t.hits:
-            by_drone.setdefault(d, []).append(s)
-        for seqs in by_drone.values():
-            seqs = sorted(set(seqs))
-            for i in range(len(seqs)):
-                j = i + self.k - 1
-                if j < len(seqs) and seqs[j] - seqs[i] < self.n:
+        """k hits of one drone within a window of at most n of that drone's frames.
+
+        Frames are ordered by (time_s, frame_id), not by arrival, so frames analysed by
+        several threads (slightly out of order) count the same as in a single thread.
+        """
+        by_drone: dict[str, list[tuple[float, int]]] = {}
+        for d, key in t.hits:
+            by_drone.setdefault(d, []).append(key)
+        for d, keys in by_drone.items():
+            keys = sorted(set(keys))
+            frames = self._frames.get(d, [])
+            for i in range(len(keys) - self.k + 1):
+                span = bisect.bisect_right(frames, keys[i + self.k - 1]) - bisect.bisect_left(frames, keys[i])
+                if span <= self.n:
                     return True
         return False
 
     def _stale(self, t: _Track) -> bool:
         """A tentative track none of whose drones can reach k hits within n frames any more."""
-        last: dict[str, int] = {}
-        for d, s in t.hits:
-            last[d] = max(last.get(d, s), s)
-        return all(self._frame_seq.get(d, s) - s >= self.n - 1 for d, s in last.items())
+        last: dict[str, tuple[float, int]] = {}
+        for d, key in t.hits:
+            last[d] = max(last.get(d, key), key)
+        for d, key in last.items():
+            frames = self._frames.get(d, [])
+            if len(frames) - bisect.bisect_right(frames, key) < self.n - 1 + self.reorder_slack:
+                return False
+        return True
 
     # ---- main entry -----------------------------------------------------------------
     def update(self, frame: Frame, detections: list[GeoDetection]) -> list[Incident]:
@@ -188,8 +204,11 @@ class IncidentTracker:
         materially (``extra["status"]`` is "confirmed" or "updated").
         """
         with self._lock:
-            seq = self._frame_seq.get(frame.drone_id, -1) + 1
-            self._frame_seq[frame.drone_id] = seq
+            seq = (float(frame.time_s), int(frame.frame_id))
+            frames = self._frames.setdefault(frame.drone_id, [])
+            bisect.insort(frames, seq)
+            if len(frames) > 4 * self.MAX_FRAMES:
+                del frames[: -self.MAX_FRAMES]
             h, w = frame.image.shape[:2]
             touched: list[_Track] = []
             pts = [(self._to_ne(g.lat, g.lon), g) for g in detections]
@@ -250,7 +269,7 @@ class IncidentTracker:
             self._tracks = [t for t in self._tracks if t.confirmed or not self._stale(t)]
             return out
 
-    def _add(self, t: _Track, ne: tuple[float, float], g: GeoDetection, frame: Frame, seq: int) -> None:
+    def _add(self, t: _Track, ne: tuple[float, float], g: GeoDetection, frame: Frame, seq: tuple[float, int]) -> None:
         det = g.detection
         wgt = max(det.confidence, 1e-3) / max(g.error_m, 0.1) ** 2
         t.sw += wgt
