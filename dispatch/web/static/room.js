@@ -64,10 +64,14 @@
   function drawPlan(plan) {
     layers.routes.clearLayers();
     if (!plan) return;
-    if (plan.grids && plan.grids.length) {
-      drawGrids(plan.grids.map((g) => ({ id: g.id, properties: Object.assign({ name: g.name }, g.properties || {}),
-        geometry: { type: "Polygon", coordinates: g.rings } })));
+    const planned = [];
+    for (const g of plan.grids || []) {  // the grids this plan covers, outlined over the county's grids
+      const latlngs = g.rings.map(ring);
+      planned.push(...latlngs[0]);
+      L.polygon(latlngs, { color: "#1f6feb", weight: 2.2, fill: false, className: "planned-grid" })
+        .bindTooltip(`计划网格 ${SG.esc(g.name || g.id)}`, { sticky: true }).addTo(layers.routes);
     }
+    if (!S.fitted && planned.length) { map.fitBounds(L.latLngBounds(planned), { padding: [20, 20] }); S.fitted = true; }
     for (const s of plan.sorties || []) {
       const pts = (s.waypoints || []).map((w) => SG.ll(w.lat, w.lon));
       if (pts.length < 2) continue;
@@ -202,7 +206,7 @@
         <dt>层级</dt><dd>${SG.esc(SG.TIER[t.tier] || t.tier)}</dd>
         <dt>网格</dt><dd>${SG.esc(t.grid_name || "")}（${SG.esc(t.grid_id)}）</dd>
         <dt>网格员</dt><dd>${SG.esc((t.worker && t.worker.name) || "—")} ${SG.esc((t.worker && t.worker.phone) || "")}</dd>
-        <dt>位置</dt><dd>WGS-84 ${t.lat.toFixed(6)}, ${t.lon.toFixed(6)}${SG.displayCrs !== "wgs84" ? `<br>${SG.displayCrs.toUpperCase()} ${disp[0].toFixed(6)}, ${disp[1].toFixed(6)}` : ""}<br>误差圈 ±${(t.error_m || 0).toFixed(1)} m</dd>
+        <dt>位置</dt><dd>WGS-84 ${t.lat.toFixed(6)}, ${t.lon.toFixed(6)}${SG.displayCrs !== "wgs84" ? `<br>${{ gcj02: "GCJ-02", bd09: "BD-09" }[SG.displayCrs] || SG.displayCrs} ${disp[0].toFixed(6)}, ${disp[1].toFixed(6)}` : ""}<br>误差圈 ±${(t.error_m || 0).toFixed(1)} m</dd>
         <dt>发现</dt><dd>${t.incident_count} 次 · 置信度 ${(t.max_confidence || 0).toFixed(2)} · ${SG.time(t.first_seen_at)}</dd>
         <dt>牵头</dt><dd>${SG.esc(deptName(t.lead_department))}</dd>
         <dt>协同</dt><dd>${(t.co_departments || []).map((d) => SG.esc(deptName(d))).join("、") || "—"}</dd>
