@@ -1,0 +1,160 @@
+"""DispatchClient against a tiny local FastAPI stub of POST /api/v1/incidents: idempotent
+posting with evidence, retries on 5xx and network errors, no retry on 4xx, never blocking."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+import uvicorn
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from tests.conftest import free_tcp_port
+from vision.contracts import Incident
+from vision.reporter import DispatchClient, incident_payload
+
+TOKEN = "op-token"
+
+
+class Stub:
+    """In-memory dispatch: dedupes by external_id; fails the first ``fail_first`` requests with 503."""
+
+    def __init__(self) -> None:
+        self.fail_first = 0
+        self.delay_s = 0.0
+        self.requests: list[dict] = []
+        self.incidents: dict[str, dict] = {}
+        self.app = FastAPI()
+
+        @self.app.post("/api/v1/incidents")
+        async def post(request: Request, authorization: str = Header("")):
+            if authorization != f"Bearer {TOKEN}":
+                raise HTTPException(401, "bad token")
+            body = await request.json()
+            self.requests.append(body)
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if len(self.requests) <= self.fail_first:
+                return JSONResponse({"detail": "database busy"}, status_code=503)
+            ext = body["external_id"]
+            if ext in self.incidents:
+                self.incidents[ext]["body"] = body
+                return JSONResponse({**self.incidents[ext]["ids"], "created": False}, status_code=200)
+            ids = {"incident_id": len(self.incidents) + 1, "ticket_id": 100 + len(self.incidents)}
+            self.incidents[ext] = {"ids": ids, "body": body}
+            return JSONResponse({**ids, "created": True}, status_code=201)
+
+
+@pytest.fixture(scope="module")
+def server():
+    stub = Stub()
+    port = free_tcp_port()
+    srv = uvicorn.Server(uvicorn.Config(stub.app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    deadline = time.time() + 10
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert srv.started
+    yield stub, f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    th.join(5)
+
+
+@pytest.fixture
+def stub(server):
+    s, url = server
+    s.fail_first, s.delay_s = 0, 0.0
+    s.requests.clear()
+    s.incidents.clear()
+    return s, url
+
+
+def incident(n: int = 1, frames: int = 3) -> Incident:
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 120, np.uint8))[1].tobytes()
+    return Incident(id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"t/{n}")), class_name="straw_burning", lat=30.1, lon=120.6,
+                    error_m=2.5, confidence=0.87, first_seen_s=10.0, last_seen_s=12.0, frames_seen=frames,
+                    drone_id="d0", sortie_id="s1", evidence_jpeg=jpeg, first_frame_wall_time=1.7e9)
+
+
+def test_payload_follows_the_contract():
+    p = incident_payload(incident())
+    assert set(p) == {"external_id", "source", "class_name", "lat", "lon", "error_m", "confidence", "observed_at",
+                      "drone_id", "sortie_id", "frames_seen", "evidence"}
+    assert p["source"] == "drone" and p["observed_at"].startswith("2023-11-14T22:13:20") and p["observed_at"].endswith("Z")
+    assert base64.b64decode(p["evidence"]["data_b64"])[:2] == b"\xff\xd8" and p["evidence"]["content_type"] == "image/jpeg"
+    assert incident_payload(Incident(**{**incident().__dict__, "evidence_jpeg": None}))["evidence"] is None
+
+
+def test_posts_idempotently_with_evidence(stub):
+    s, url = stub
+    with DispatchClient(url, TOKEN) as c:
+        c.submit(incident(1))
+        assert c.flush(10)
+        c.submit(incident(1, frames=5))  # an update of the same incident
+        c.submit(incident(2))
+        assert c.flush(10)
+        assert c.results[incident(1).id] == {"incident_id": 1, "ticket_id": 100, "created": False}
+        assert c.results[incident(2).id]["created"] is True
+    assert len(s.incidents) == 2 and len(s.requests) == 3
+    assert s.incidents[incident(1).id]["body"]["frames_seen"] == 5
+
+
+def test_retries_5xx_with_backoff(stub):
+    s, url = stub
+    s.fail_first = 2
+    with DispatchClient(url, TOKEN, backoff_s=0.05) as c:
+        c.submit(incident(3))
+        assert c.flush(10)
+        assert c.retries == 2 and c.results[incident(3).id]["created"] is True and not c.failures
+    assert len(s.requests) == 3 and len(s.incidents) == 1
+
+
+def test_4xx_is_not_retried_and_is_recorded(stub):
+    s, url = stub
+    with DispatchClient(url, "wrong", backoff_s=0.05) as c:
+        c.submit(incident(4))
+        assert c.flush(10)
+        assert "HTTP 401" in c.failures[incident(4).id] and c.retries == 0
+
+
+def test_network_down_never_blocks_and_recovers_when_dispatch_comes_up():
+    port = free_tcp_port()
+    stub = Stub()
+    c = DispatchClient(f"http://127.0.0.1:{port}", TOKEN, backoff_s=0.1, max_backoff_s=0.3, max_attempts=100,
+                       timeout_s=1.0)
+    t = time.perf_counter()
+    for i in range(50):
+        c.submit(incident(10 + i % 5, frames=i))  # updates of 5 incidents coalesce in the queue
+    assert time.perf_counter() - t < 0.05  # the detection loop is never held up
+    time.sleep(0.5)
+    assert c.retries >= 1 and not c.results
+    srv = uvicorn.Server(uvicorn.Config(stub.app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    try:
+        assert c.flush(20)
+        assert len(stub.incidents) == 5 and len(c.results) == 5 and not c.failures
+        assert len(stub.requests) <= 10  # coalesced: not 50 posts
+        assert {b["body"]["frames_seen"] for b in stub.incidents.values()} == {45, 46, 47, 48, 49}
+    finally:
+        c.close(2)
+        srv.should_exit = True
+        th.join(5)
+
+
+def test_slow_dispatch_does_not_slow_submit(stub):
+    s, url = stub
+    s.delay_s = 0.3
+    with DispatchClient(url, TOKEN) as c:
+        t = time.perf_counter()
+        for i in range(3):
+            c.submit(incident(20 + i))
+        assert time.perf_counter() - t < 0.05
+        assert c.flush(10) and len(c.results) == 3
