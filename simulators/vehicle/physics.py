@@ -93,7 +93,8 @@ def step(state: BodyState, target: Target | None, dt: float, p: PhysicsParams, p
     de, dn = target.east - s.east, target.north - s.north
     dist = math.hypot(de, dn)
     cruise = min(target.speed_m_s or p.max_speed_m_s, p.max_speed_m_s)
-    want = min(cruise, math.sqrt(2.0 * p.max_accel_m_s2 * dist)) if dist > 1e-6 else 0.0
+    # Braking curve at 70 % of the acceleration limit leaves margin for the discrete steps.
+    want = min(cruise, math.sqrt(2.0 * 0.7 * p.max_accel_m_s2 * dist)) if dist > 1e-6 else 0.0
     want_e, want_n = (de / dist * want, dn / dist * want) if dist > 1e-6 else (0.0, 0.0)
     # Air-relative speed cap: the wind adds to what the airframe can do.
     air_e, air_n = want_e - p.wind_east_m_s, want_n - p.wind_north_m_s
@@ -127,6 +128,8 @@ def step(state: BodyState, target: Target | None, dt: float, p: PhysicsParams, p
     s.v_up = vz
     s.up = max(0.0, s.up + vz * dt)
     s.on_ground = s.up <= 0.05
+    if s.on_ground:
+        s.up = 0.0  # touchdown: the ground stops it
     # Yaw toward course (or commanded yaw) at limited rate.
     if target.yaw_deg is not None:
         want_yaw = target.yaw_deg
