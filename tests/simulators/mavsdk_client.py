@@ -129,3 +129,41 @@ async def first(gen, pred: Callable[[object], bool], timeout_s: float, what: str
         return await asyncio.wait_for(scan(), timeout_s)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
+
+
+async def fly_survey(c: Client, home_lat: float, home_lon: float, n: int = 40, timeout_s: float = 60.0,
+                     **survey: float) -> list[MissionItem]:
+    """The issue's scenario, asserted the same way for the simulator and for PX4 SITL:
+    upload an ``n``-waypoint survey with RTL after the mission, download it back unchanged,
+    arm, start; progress 0..n in order, MISSION then RETURN_TO_LAUNCH, landed, disarmed."""
+    from mavsdk.asyncio.plugins.telemetry import LandedState
+
+    c.watch()
+    items = survey_items(home_lat, home_lon, n=n, **survey)
+    await c.mission.set_return_to_launch_after_mission(True)
+    await c.mission.upload_mission(plan(items))
+    down = await c.mission.download_mission()
+    assert len(down.mission_items) == n
+    for a, b in zip(items, down.mission_items, strict=True):
+        assert abs(a.latitude_deg - b.latitude_deg) < 1e-7 and abs(a.longitude_deg - b.longitude_deg) < 1e-7
+        assert abs(a.relative_altitude_m - b.relative_altitude_m) < 0.01
+        assert abs(a.speed_m_s - b.speed_m_s) < 0.01
+    assert await c.mission.get_return_to_launch_after_mission() is True
+    health = await first(c.telemetry.subscribe_health(),
+                         lambda h: h.is_global_position_ok and h.is_home_position_ok and h.is_armable, 60,
+                         "healthy, armable")
+    assert health.is_armable
+    await c.action.arm()
+    await c.mission.start_mission()
+    await wait_for(lambda: bool(c.progress) and c.progress[-1][0] == n, timeout_s, f"mission progress {n}/{n}")
+    assert await c.mission.is_mission_finished()
+    await first(c.telemetry.subscribe_landed_state(), lambda s: s == LandedState.ON_GROUND, timeout_s, "landed")
+    await first(c.telemetry.subscribe_armed(), lambda a: a is False, timeout_s, "disarmed")
+    await asyncio.sleep(0.3)
+    currents = [p for p, _ in c.progress]
+    assert currents == list(range(0, n + 1)), currents
+    assert all(total == n for _, total in c.progress)
+    assert "MISSION" in c.modes and "RETURN_TO_LAUNCH" in c.modes, c.modes
+    assert c.modes.index("RETURN_TO_LAUNCH") > c.modes.index("MISSION"), c.modes
+    assert "Landing detected" in c.texts, c.texts
+    return items

@@ -6,11 +6,10 @@ import asyncio
 import math
 
 import pytest
-from mavsdk.asyncio.plugins.telemetry import LandedState
 
 from simulators.vehicle import SimVehicle, VehicleConfig, start_fleet
 from tests.conftest import free_udp_port
-from tests.simulators.mavsdk_client import connect, first, offset, plan, survey_items, wait_for
+from tests.simulators.mavsdk_client import connect, first, fly_survey, offset, plan, survey_items, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 HOME = (30.0870, 120.4950, 12.0)
@@ -29,38 +28,11 @@ def test_survey_40_waypoints_connect_to_landed() -> None:
 
     async def fly() -> None:
         async with connect(v.connection_url) as c:
-            c.watch()
-            items = survey_items(HOME[0], HOME[1], n=40)
-            await c.mission.set_return_to_launch_after_mission(True)
-            await c.mission.upload_mission(plan(items))
-            down = await c.mission.download_mission()
-            assert len(down.mission_items) == 40
-            for a, b in zip(items, down.mission_items, strict=True):
-                assert a.latitude_deg == pytest.approx(b.latitude_deg, abs=1e-7)
-                assert a.longitude_deg == pytest.approx(b.longitude_deg, abs=1e-7)
-                assert a.relative_altitude_m == pytest.approx(b.relative_altitude_m, abs=0.01)
-                assert a.speed_m_s == pytest.approx(b.speed_m_s, abs=0.01)
-            assert await c.mission.get_return_to_launch_after_mission() is True
-            health = await first(c.telemetry.subscribe_health(), lambda h: h.is_global_position_ok and h.is_home_position_ok,
-                                 10, "healthy position")
-            assert health.is_armable
             home = await first(c.telemetry.subscribe_home(), lambda h: not math.isnan(h.latitude_deg), 10, "home")
             assert home.latitude_deg == pytest.approx(HOME[0], abs=1e-6)
             assert home.absolute_altitude_m == pytest.approx(HOME[2], abs=0.01)
-            await c.action.arm()
-            await c.mission.start_mission()
-            await wait_for(lambda: bool(c.progress) and c.progress[-1][0] == 40, 60, "mission progress 40/40")
-            assert await c.mission.is_mission_finished()
-            await first(c.telemetry.subscribe_landed_state(), lambda s: s == LandedState.ON_GROUND, 60, "landed")
-            await first(c.telemetry.subscribe_armed(), lambda a: a is False, 30, "disarmed")
-            await asyncio.sleep(0.3)
-            currents = [p for p, _ in c.progress]
-            assert currents == list(range(0, 41)), currents
-            assert all(total == 40 for _, total in c.progress)
-            modes = c.modes
-            assert "MISSION" in modes and "RETURN_TO_LAUNCH" in modes
-            assert modes.index("RETURN_TO_LAUNCH") > modes.index("MISSION")
-            assert "Returning to launch" in c.texts and "Landing detected" in c.texts
+            await fly_survey(c, HOME[0], HOME[1], n=40, timeout_s=60)
+            assert "Returning to launch" in c.texts
 
     try:
         asyncio.run(fly())

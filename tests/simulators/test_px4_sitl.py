@@ -1,0 +1,50 @@
+"""The same mission scenario against real PX4 SITL (SIH), where a PX4 build exists.
+
+Skipped with the reason when PX4_DIR is unset (the normal case here and in CI, which
+cannot download PX4's sources); set SKYGRID_REQUIRE_PX4=1 to make a missing PX4 fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from simulators.px4 import Px4NotAvailable, Px4Sitl, px4_dir_from_env
+from tests.simulators.mavsdk_client import connect, fly_survey
+
+pytestmark = [pytest.mark.px4, pytest.mark.timeout(400)]
+HOME = (30.0870, 120.4950, 12.0)
+
+
+@pytest.fixture
+def px4() -> Px4Sitl:
+    try:
+        px4_dir_from_env()
+    except Px4NotAvailable as e:
+        if os.environ.get("SKYGRID_REQUIRE_PX4") == "1":
+            pytest.fail(f"{e} (required: SKYGRID_REQUIRE_PX4=1)")
+        pytest.skip(str(e))
+    sitl = Px4Sitl.from_env(instance=0, home_lat=HOME[0], home_lon=HOME[1], home_alt=HOME[2],
+                            speed_factor=float(os.environ.get("PX4_SIM_SPEED_FACTOR", "10")))
+    sitl.start()
+    yield sitl
+    assert sitl.stop() is not None
+
+
+def test_px4_flies_the_same_survey(px4: Px4Sitl) -> None:
+    async def run() -> None:
+        async with connect(px4.connection_url, timeout_s=30) as c:
+            await fly_survey(c, HOME[0], HOME[1], n=40, timeout_s=300, spacing_m=20.0, leg_m=60.0, alt_m=30.0)
+
+    asyncio.run(run())
+
+
+def test_missing_px4_dir_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.delenv("PX4_DIR", raising=False)
+    with pytest.raises(Px4NotAvailable, match="PX4_DIR is not set"):
+        px4_dir_from_env()
+    monkeypatch.setenv("PX4_DIR", str(tmp_path))
+    with pytest.raises(Px4NotAvailable, match="no bin/px4"):
+        px4_dir_from_env()
