@@ -261,6 +261,10 @@ class OnnxDetector:
             if isinstance(out_shape[1], int) and out_shape[1] > 4 and out_shape[1] - 4 != len(names):
                 names = [f"class_{i}" for i in range(out_shape[1] - 4)]
         self.names: list[str] = names
+        dims = [d for d in out_shape[1:] if isinstance(d, int)]
+        if len(out_shape) == 3 and len(dims) == 2 and 4 + len(names) not in dims and 6 not in dims:
+            raise ValueError(f"{path}: output shape {out_shape} does not fit its {len(names)} class names {names} "
+                             f"(expected [1, {4 + len(names)}, N])")
         self.conf = float(conf)
         self.iou = float(iou)
         self.max_det = int(max_det)

@@ -24,11 +24,14 @@ from vision.geolocate import offset_to_wgs84
 
 def lawnmower_poses(lat0: float, lon0: float, width_m: float, height_m: float, altitude_m: float,
                     camera: CameraModel, ground_alt_m: float = 0.0, side_overlap: float = 0.3,
-                    front_overlap: float = 0.7, gimbal_pitch_deg: float = -90.0) -> list[CameraPose]:
+                    front_overlap: float = 0.7, gimbal_pitch_deg: float = -90.0,
+                    trigger_m: float | None = None) -> list[CameraPose]:
     """Nadir poses flying north/south lines over the ``width_m`` x ``height_m`` rectangle
-    centred on (lat0, lon0). The image's long side is across track (east-west)."""
+    centred on (lat0, lon0). The image's long side is across track (east-west).
+    ``trigger_m`` (metres between frames, as the patrol's video sampling) overrides
+    ``front_overlap``."""
     spacing = camera.line_spacing_m(altitude_m, side_overlap)
-    trigger = camera.trigger_distance_m(altitude_m, front_overlap)
+    trigger = trigger_m if trigger_m else camera.trigger_distance_m(altitude_m, front_overlap)
     n_lines = max(1, math.ceil(width_m / spacing) + 1)
     xs = (np.arange(n_lines) - (n_lines - 1) / 2) * spacing
     n_shots = max(1, math.ceil(height_m / trigger) + 1)
