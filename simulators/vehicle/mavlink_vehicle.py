@@ -81,6 +81,15 @@ DEFAULT_STREAMS: dict[int, float] = {
     mavlink.MAVLINK_MSG_ID_HOME_POSITION: 0.5,
     mavlink.MAVLINK_MSG_ID_MISSION_CURRENT: 1.0,
     mavlink.MAVLINK_MSG_ID_VFR_HUD: 2.0,
+    mavlink.MAVLINK_MSG_ID_ALTITUDE: 2.0,
+    mavlink.MAVLINK_MSG_ID_SYSTEM_TIME: 0.5,
+    mavlink.MAVLINK_MSG_ID_HIGHRES_IMU: 0.0,  # on request (MAVSDK set_rate_imu)
+}
+# Streams whose content changes quickly get the full wall cap; the others a lower one, so
+# that at 10-20x the link is not flooded with slowly changing status messages.
+FAST_STREAMS = {
+    mavlink.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, mavlink.MAVLINK_MSG_ID_LOCAL_POSITION_NED,
+    mavlink.MAVLINK_MSG_ID_ATTITUDE, mavlink.MAVLINK_MSG_ID_HIGHRES_IMU,
 }
 
 
@@ -125,7 +134,8 @@ class VehicleConfig:
     critical_battery_pct: float = 7.0
     datalink_loss_rtl_s: float | None = None
     geofence_action: str = "rtl"  # none | warn | hold | rtl | land
-    stream_cap_hz: float = 25.0
+    stream_cap_hz: float = 25.0  # wall Hz cap for position/attitude streams
+    slow_stream_cap_hz: float = 5.0  # wall Hz cap for status streams (SYS_STATUS, BATTERY_STATUS, ...)
     tick_s: float = 0.02  # wall seconds between loop iterations
     physics_dt_s: float = 0.05  # sim seconds per physics slice
     params: dict[str, float] = field(default_factory=dict)
@@ -389,8 +399,10 @@ class SimVehicle:
             wall_hz = hz * cfg.speed_factor
             if msg_id == mavlink.MAVLINK_MSG_ID_HEARTBEAT:
                 wall_hz = max(1.0, min(wall_hz, 5.0))
-            else:
+            elif msg_id in FAST_STREAMS:
                 wall_hz = min(wall_hz, cfg.stream_cap_hz)
+            else:
+                wall_hz = min(wall_hz, cfg.slow_stream_cap_hz, cfg.stream_cap_hz)
             due = self._next_due.get(msg_id, 0.0)
             if now >= due:
                 msg = self._build(msg_id)
@@ -480,6 +492,13 @@ class SimVehicle:
                                       ap.home_alt + b.up, b.v_up)
         if msg_id == mavlink.MAVLINK_MSG_ID_AUTOPILOT_VERSION:
             return self._autopilot_version()
+        if msg_id == mavlink.MAVLINK_MSG_ID_ALTITUDE:
+            amsl = ap.home_alt + b.up
+            return enc.altitude_encode(int(ap.t * 1e6), amsl, amsl, b.up, b.up, b.up, float("nan"))
+        if msg_id == mavlink.MAVLINK_MSG_ID_HIGHRES_IMU:
+            ax, ay = (b.v_north - ap.prev_body.v_north) / 0.05, (b.v_east - ap.prev_body.v_east) / 0.05
+            return enc.highres_imu_encode(int(ap.t * 1e6), ax, ay, -9.81 - (b.v_up - ap.prev_body.v_up) / 0.05,
+                                          0.0, 0.0, 0.0, 0.2, 0.0, 0.4, 1013.25, 0.0, b.up, 20.0, 0x1FFF)
         if msg_id == mavlink.MAVLINK_MSG_ID_SYSTEM_TIME:
             return enc.system_time_encode(int(time.time() * 1e6), self._time_boot_ms())
         return None
