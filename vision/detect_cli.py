@@ -177,18 +177,17 @@ def _georeferenced(args, detector, images, out, console, Progress) -> int:
     tracker = IncidentTracker(patrol_id=args.patrol_id or args.flight_log.stem, k=args.k, n=args.n)
     stage = VisionStage(detector, tracker, camera, reporter=reporter, geolocator=GeoLocator(dem=dem), tile=args.tile,
                         on_warning=lambda w: skipped.append((f"frame {w.frame_id}", f"{w.kind}: {w.message}")))
-    latest: dict[str, Any] = {}
     with Progress(console=console, transient=True) as prog:
         task = prog.add_task("analysing", total=len(images))
         for frame in source:
-            for inc in stage.process(frame):
-                latest[inc.id] = inc
+            stage.process(frame)
             prog.update(task, completed=frame.frame_id + 1)
+    stage.finish()
     if reporter is not None:
         reporter.close(timeout_s=60)
     for path, why in skipped:
         console.print(f"[yellow]{path}: skipped: {why}[/yellow]")
-    incidents = list(latest.values())
+    incidents = tracker.incidents()
     if args.json:
         for inc in incidents:
             d = {k: getattr(inc, k) for k in ("id", "class_name", "lat", "lon", "error_m", "confidence", "frames_seen", "drone_id")}

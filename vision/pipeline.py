@@ -252,6 +252,17 @@ class VisionStage:
         return incidents
 
 
+    def finish(self) -> list[Incident]:
+        """End of the stream: re-emit incidents whose latest sightings were not reported yet
+        (and submit them to the reporter). Call once when a patrol or photo batch ends."""
+        incidents = self.tracker.flush_updates() if hasattr(self.tracker, "flush_updates") else []
+        for inc in incidents:
+            self.stats.count("incidents_updated")
+            if self.reporter is not None:
+                self.reporter.submit(inc)
+        return incidents
+
+
 # --------------------------------------------------------------------------------------
 # real frames: image files + flight log
 # --------------------------------------------------------------------------------------

@@ -358,6 +358,16 @@ class IncidentTracker:
                    "best_drone": t.best_drone, "confirmed_wall_time": t.confirm_wall},
         )
 
+    def flush_updates(self) -> list[Incident]:
+        """Confirmed incidents with sightings not yet reported (end of a patrol or photo batch):
+        emitted as "updated" so dispatch gets the final frames_seen, position and evidence."""
+        with self._lock:
+            out = []
+            for t in self._tracks:
+                if t.confirmed and (len(t.obs) != t.emitted_frames or t.evidence_dirty or t.emitted_ne != t.ne):
+                    out.append(self._emit(t, "updated"))
+            return out
+
     # ---- inspection -----------------------------------------------------------------
     def incidents(self) -> list[Incident]:
         """Current state of every confirmed incident (a snapshot; no evidence re-encoding)."""

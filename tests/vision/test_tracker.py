@@ -124,3 +124,14 @@ def test_updates_only_on_material_change():
 def test_bad_parameters():
     with pytest.raises(ValueError):
         IncidentTracker("p", k=4, n=3)
+
+
+def test_flush_updates_reports_unsent_sightings_once():
+    tr = IncidentTracker("p1", k=2, n=3, update_interval_s=100.0)
+    for i in range(2):
+        tr.update(frame(i), [gd(0, 0, i=i)])
+    assert tr.flush_updates() == []  # everything already reported at confirmation
+    tr.update(frame(2), [gd(0, 0, i=2, conf=0.5, box=(0, 0, 40, 40))])
+    (inc,) = tr.flush_updates()
+    assert inc.frames_seen == 3 and inc.extra["status"] == "updated"
+    assert tr.flush_updates() == []
