@@ -175,6 +175,8 @@ def run() -> str:
     mean_ms = sum(m * n for m, n in totals) / n_frames
     fps = 1000.0 / mean_ms
     p95 = max(r["stats"]["total_ms"]["p95"] for r in (results["80"], results["120"], look))
+    lat_ms = [r["stats"].get("frame_to_incident_ms", {}).get("median") for r in (results["80"], results["120"])]
+    lat_ms = [x for x in lat_ms if x is not None]
     per_event = results["80"]["per_event"] + results["120"]["per_event"]
     ipe = float(np.mean(per_event))
     missed = per_event.count(0)
@@ -194,6 +196,8 @@ def run() -> str:
         f"| per-stage median ms: decode / detect / geolocate / associate | — | "
         f"{np.median(parts['decode']):.1f} / {np.median(parts['detect']):.1f} / {np.median(parts['geolocate']):.2f} / "
         f"{np.median(parts['associate']):.2f} |",
+        f"| frame-to-incident latency (confirming frame captured → incident out of the stage), median | — | "
+        f"{(np.median(lat_ms) if lat_ms else float('nan')):.1f} ms |",
     ]
     for alt in ("80", "120"):
         r = results[alt]
