@@ -288,7 +288,7 @@ class Fleet:
                         link.state,
                         "replanned",
                         f"follow-up sortie {res.follow_up.id}: {len(res.follow_up.waypoints)} waypoints "
-                        f"from #{res.reached_index} of {sortie.id} ({res.reason})",
+                        f"from #{max(0, res.reached_index)} of {sortie.id} ({res.reason})",
                         follow_up=res.follow_up.id,
                         from_sortie=sortie.id,
                         from_index=max(0, res.reached_index),
@@ -302,6 +302,8 @@ class Fleet:
                 summary.status, summary.error = "failed", res.reason
                 if res.follow_up is not None:
                     summary.unflown.append(res.follow_up.id)
+                elif res.reached_index < 0:
+                    summary.unflown.append(sortie.id)  # never got going
                 break
             summary.unflown.extend(s.id for s in queue)
             status.state = summary.status

@@ -165,9 +165,16 @@ def verify_download(steps: Sequence[MissionStep], downloaded: Sequence[Any], tol
 # ---------------------------------------------------------------------------
 
 
+#: MAVSDK 4 logs this for every distance-trigger item although the distance is set
+#: (its check is inverted in MissionImpl); harmless, so kept out of the warnings.
+_MAVSDK_NOISE = ("No photo distance specified",)
+
+
 def _mavsdk_log_filter(level: Any, message: str, file: str | None, line: int) -> bool:
     """Route MAVSDK's own log lines into Python logging (True = don't print them)."""
     lvl = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING}.get(int(level), logging.INFO)
+    if message.startswith(_MAVSDK_NOISE):
+        lvl = logging.DEBUG
     logging.getLogger("mavsdk").log(lvl, "%s", message)
     return True
 
@@ -251,12 +258,21 @@ class VehicleLink:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        plugins = list(self._plugins.values())
         self._plugins.clear()
         self._system = None
-        if self._mavsdk is not None:
-            m, self._mavsdk = self._mavsdk, None
-            with contextlib.suppress(Exception):
-                await asyncio.get_running_loop().run_in_executor(None, m.destroy)
+        m, self._mavsdk = self._mavsdk, None
+
+        def teardown() -> None:
+            # order matters to the native library: plugins, then the instance
+            for p in plugins:
+                with contextlib.suppress(Exception):
+                    p.destroy()
+            if m is not None:
+                with contextlib.suppress(Exception):
+                    m.destroy()
+
+        await asyncio.get_running_loop().run_in_executor(None, teardown)
 
     def add_change_listener(self, fn: Callable[[str], None]) -> None:
         self._listeners.append(fn)
@@ -360,8 +376,12 @@ class VehicleLink:
         self._tasks.append(asyncio.create_task(self._watch_connection(), name=f"{self.name}-connection"))
 
     async def _pump(self, name: str, gen_fn: Callable[[], Any], cb: Callable[[Any], None]) -> None:
+        # The generator is closed explicitly: its ``finally`` unsubscribes from the native
+        # library, which must happen before the Mavsdk instance is destroyed (a cancelled
+        # task alone leaves that to the garbage collector, and MAVSDK aborts the process).
+        gen = gen_fn()
         try:
-            async for value in gen_fn():
+            async for value in gen:
                 try:
                     cb(value)
                 except Exception:
@@ -370,6 +390,9 @@ class VehicleLink:
             raise
         except Exception:
             log.exception("%s: %s subscription ended", self.name, name)
+        finally:
+            with contextlib.suppress(Exception):
+                await gen.aclose()
 
     async def _watch_connection(self) -> None:
         """Track connection changes; ask ``is_connected()`` periodically as well, since the
@@ -377,8 +400,13 @@ class VehicleLink:
         sys_ = self._system
 
         async def stream() -> None:
-            async for c in sys_.is_connected_state():
-                self._set_connected(bool(c))
+            gen = sys_.is_connected_state()
+            try:
+                async for c in gen:
+                    self._set_connected(bool(c))
+            finally:
+                with contextlib.suppress(Exception):
+                    await gen.aclose()
 
         task = asyncio.create_task(stream())
         try:

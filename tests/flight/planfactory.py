@@ -31,20 +31,25 @@ def lawnmower(frame: LocalFrame, gid: str, e0: float, n0: float, size: float, li
 
 def make_plan(grids_per_drone: list[list[tuple[float, float]]], size: float = 120.0, lines: int = 3,
               alt: float = 40.0, speed: float = 10.0, home: tuple[float, float] = HOME,
-              no_fly: bool = False) -> Plan:
-    """One sortie per drone; each drone's list holds grid origins (east, north) in metres."""
+              no_fly: bool = False, sorties_per_drone: list[list[int]] | None = None) -> Plan:
+    """Each drone's list holds grid origins (east, north) in metres. ``sorties_per_drone``
+    splits a drone's grids into sorties by count (default: one sortie with all of them)."""
     frame = LocalFrame(*home)
     grids, sorties = [], []
     for d, origins in enumerate(grids_per_drone):
-        wps: list[Waypoint] = []
-        gids = []
-        for k, (e0, n0) in enumerate(origins):
-            gid = f"G{d}{k}"
-            gids.append(gid)
-            grids.append(grid_square(frame, gid, e0, n0, size))
-            wps += lawnmower(frame, gid, e0, n0, size, lines, alt, speed)
-        sorties.append(Sortie(id=f"d{d}-s0", drone=d, index=0, grid_ids=gids, waypoints=wps,
-                              battery_fraction=0.3))
+        split = (sorties_per_drone or [])[d] if sorties_per_drone and d < len(sorties_per_drone) else [len(origins)]
+        k = 0
+        for si, count in enumerate(split):
+            wps: list[Waypoint] = []
+            gids = []
+            for e0, n0 in origins[k:k + count]:
+                gid = f"G{d}{k}"
+                gids.append(gid)
+                grids.append(grid_square(frame, gid, e0, n0, size))
+                wps += lawnmower(frame, gid, e0, n0, size, lines, alt, speed)
+                k += 1
+            sorties.append(Sortie(id=f"d{d}-s{si}", drone=d, index=si, grid_ids=gids, waypoints=wps,
+                                  battery_fraction=0.3))
     nf = []
     if no_fly:
         ring = [list(map(float, frame.to_wgs84(e, n))) for e, n in

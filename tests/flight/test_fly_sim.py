@@ -1,0 +1,207 @@
+"""Flying plans end to end: MAVSDK over UDP against SkyGrid's simulated vehicle at 20x."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flight.executor import FlightConfig
+from flight.fleet import Fleet
+from flight.flightlog import read_flight_events, read_flight_log
+
+from .planfactory import make_plan
+from .simharness import Recorder, TrackSampler, dist_m, start_sim, visits
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def fly(plan, sims, rec, tmp_path, cfg=None, **kw):
+    fleet = Fleet(plan, [s.connection_url for s in sims], listeners=[rec], log_dir=tmp_path / "logs",
+                  config=cfg or FlightConfig(telemetry_hz=10), **kw)
+    return fleet, asyncio.run(fleet.run())
+
+
+def test_multi_grid_plan_every_waypoint_reached(tmp_path):
+    plan = make_plan([[(40, 40), (200, 40), (40, 200)]], lines=2, alt=30, sorties_per_drone=[[2, 1]])
+    rec = Recorder()
+    sim = start_sim()
+    try:
+        with TrackSampler(sim) as track:
+            _fleet, res = fly(plan, [sim], rec, tmp_path)
+    finally:
+        sim.stop()
+    d0 = res["d0"]
+    assert d0.status == "done" and d0.completed == ["d0-s0", "d0-s1"] and not d0.unflown
+    for s in plan.sorties:
+        assert sorted(i for sid, i in rec.reached() if sid == s.id) == list(range(len(s.waypoints)))
+        for w in s.waypoints:  # the true track passed every waypoint exactly once
+            assert visits(track.track, w.lat, w.lon, w.rel_alt_m) == 1, (s.id, w)
+    kinds = rec.kinds()
+    for k in ("connected", "preflight_ok", "geofence_uploaded", "mission_uploaded", "armed",
+              "mission_started", "mission_complete", "landed", "turnaround", "battery_ready", "drone_done"):
+        assert k in kinds, k
+    # one log per sortie, read back as the pose stream vision uses
+    assert len(d0.logs) == 2
+    poses = read_flight_log(d0.logs[0])
+    assert len(poses) > 20 and all(p.sortie_id == "d0-s0" for p in poses)
+    assert any(p.in_air and abs(p.rel_alt_m - 30) < 2 for p in poses)
+    times = [p.time_s for p in poses]
+    assert times == sorted(times)
+    # vehicle time follows the simulator's 20x clock
+    wall = poses[-1].wall_time - poses[0].wall_time
+    assert (times[-1] - times[0]) / wall == pytest.approx(20, rel=0.3)
+    evs = read_flight_events(d0.logs[0])
+    assert evs[0].kind == "sortie_start" and evs[-1].kind == "sortie_done"
+    # back home at the end
+    assert dist_m(sim.state.lat, sim.state.lon, plan.home.lat, plan.home.lon) < 5
+    assert d0.telemetry_records > 0
+
+
+@pytest.mark.parametrize("vehicle_rtl", [True, False], ids=["failsafe-rtl", "kept-flying"])
+def test_link_loss_mid_grid_resumes_from_last_reached(tmp_path, vehicle_rtl):
+    # MAVSDK declares a link lost after ~3 s without heartbeat: drop it for 5 s wall.
+    # With the data-link failsafe the vehicle returns and lands during the outage (100 s
+    # at 20x); without, it keeps flying the mission (a longer grid, still going after it).
+    plan = make_plan([[(40, 40)]], lines=4 if vehicle_rtl else 10, size=120 if vehicle_rtl else 160, alt=30)
+    wps = plan.sorties[0].waypoints
+    rec = Recorder()
+    # the simulator counts the data-link timeout in vehicle seconds; MAVSDK heartbeats
+    # come every wall second = 20 vehicle seconds at 20x, so the timeout must exceed that
+    sim = start_sim(datalink_loss_rtl_s=30.0 if vehicle_rtl else None)
+
+    def on_event(e):
+        if e.kind == "item_reached" and e.data["item"] == 2 and "link_lost" not in rec.kinds():
+            sim.faults.link_loss(5.0)
+
+    rec.hooks.append(on_event)
+    try:
+        with TrackSampler(sim) as track:
+            _fleet, res = fly(plan, [sim], rec, tmp_path)
+    finally:
+        sim.stop()
+    assert res["d0"].status == "done", rec.kinds()
+    kinds = rec.kinds()
+    assert "link_lost" in kinds and "link_restored" in kinds and "resumed" in kinds
+    reached = [i for _s, i in rec.reached()]
+    assert set(reached) == set(range(len(wps)))  # whole grid covered
+    if vehicle_rtl:
+        assert "resume_planned" in kinds
+        resume = next(e.data["from_index"] for e in rec.events if e.kind == "resume_planned")
+        assert 2 <= resume < len(wps) - 1
+        assert any(m == "RTL" for *_x, m in track.track)
+    else:
+        assert "resume_planned" not in kinds
+        resume = 2
+    for i, w in enumerate(wps):
+        n = visits(track.track, w.lat, w.lon, w.rel_alt_m)
+        assert n >= 1, f"waypoint {i} never flown"
+        if i > resume:
+            assert n == 1, f"waypoint {i} after the resume point {resume} flown {n} times"
+
+
+@pytest.mark.parametrize("who", ["executor", "autopilot"])
+def test_low_battery_returns_and_follow_up_finishes_the_grid(tmp_path, who):
+    plan = make_plan([[(40, 40)]], lines=4, alt=30)
+    wps = plan.sorties[0].waypoints
+    rec = Recorder()
+    sim = start_sim()
+
+    def on_event(e):
+        if e.kind == "item_reached" and e.data["item"] == 3 and e.sortie_id == "d0-s0":
+            # executor threshold is 20 %; the autopilot's own critical level is 7 %
+            sim.faults.low_battery(15.0 if who == "executor" else 6.0)
+
+    rec.hooks.append(on_event)
+    swaps = []
+
+    def swap(did):
+        swaps.append(did)
+        sim.faults.low_battery(100.0)
+
+    try:
+        with TrackSampler(sim) as track:
+            # the autopilot case: the executor's own threshold below the vehicle's 7 %
+            cfg = FlightConfig(telemetry_hz=10, low_battery_pct=20.0 if who == "executor" else 3.0)
+            _fleet, res = fly(plan, [sim], rec, tmp_path, cfg=cfg, battery_swap=swap)
+    finally:
+        sim.stop()
+    d0 = res["d0"]
+    assert d0.status == "done", rec.kinds()
+    assert [r.status for r in d0.sorties] == ["interrupted", "completed"]
+    assert d0.completed == ["d0-s0-r1"] and swaps == ["d0"]
+    first = d0.sorties[0]
+    assert first.follow_up is not None and first.reason == "low battery"
+    kinds = rec.kinds()
+    assert ("low_battery" if who == "executor" else "failsafe") in kinds
+    assert "replanned" in kinds
+    resume = first.reached_index
+    fu_wps = first.follow_up.waypoints
+    assert [(w.lat, w.lon) for w in fu_wps] == [(w.lat, w.lon) for w in wps[resume:]]
+    assert set(i for _s, i in rec.reached("d0", "d0-s0-r1")) == set(range(len(fu_wps)))
+    for i, w in enumerate(wps):
+        assert visits(track.track, w.lat, w.lon, w.rel_alt_m) >= 1, f"waypoint {i} never flown"
+    assert len(d0.logs) == 2 and d0.logs[1].endswith("d0_d0-s0-r1.jsonl")
+
+
+def test_abort_returns_the_drone_and_hold_resume(tmp_path):
+    plan = make_plan([[(40, 40)], [(40, 40)]], lines=4, alt=30)
+    rec = Recorder()
+    sims = [start_sim(0), start_sim(1)]
+    fleet_box = {}
+    modes = {}
+
+    def on_event(e):
+        f = fleet_box["f"]
+        if e.kind == "item_reached" and e.data["item"] == 1:
+            if e.drone_id == "d0":
+                f.command("d0", "rtl")
+            elif e.drone_id == "d1" and "hold" not in rec.kinds("d1"):
+                f.command("d1", "hold")
+        if e.kind == "hold" and e.drone_id == "d1":
+            modes["held_at"] = (sims[1].state.lat, sims[1].state.lon)
+
+            async def later():
+                await asyncio.sleep(0.5)
+                modes["hold_mode"] = sims[1].state.mode
+                f.command("d1", "resume")
+
+            asyncio.get_running_loop().create_task(later())
+
+    rec.hooks.append(on_event)
+    fleet = Fleet(plan, [s.connection_url for s in sims], listeners=[rec], log_dir=tmp_path,
+                  config=FlightConfig(telemetry_hz=10))
+    fleet_box["f"] = fleet
+    try:
+        res = asyncio.run(fleet.run())
+        end0 = sims[0].state
+    finally:
+        for s in sims:
+            s.stop()
+    assert res["d0"].status == "aborted" and res["d0"].unflown == ["d0-s0-r1"]
+    assert res["d0"].sorties[0].reached_index < len(plan.sorties[0].waypoints) - 1
+    assert "rtl" in rec.kinds("d0") and "landed" in rec.kinds("d0")
+    assert dist_m(end0.lat, end0.lon, plan.home.lat, plan.home.lon) < 5 and not end0.armed
+    assert res["d1"].status == "done" and res["d1"].completed == ["d1-s0"]
+    assert modes["hold_mode"] == "HOLD"
+    assert "resumed" in rec.kinds("d1")
+    with pytest.raises(ValueError, match="unknown command"):
+        fleet.command("d0", "explode")
+
+
+def test_two_drones_fly_concurrently_and_one_failure_does_not_stop_the_other(tmp_path):
+    plan = make_plan([[(40, 40)], [(200, 40)], [(40, 200)]], lines=2, alt=30)
+    rec = Recorder()
+    far = (plan.home.lat + 0.05, plan.home.lon)  # 5.5 km north: outside the patrol area
+    sims = [start_sim(0), start_sim(1), start_sim(2, home=far)]
+    try:
+        _fleet, res = fly(plan, sims, rec, tmp_path)
+    finally:
+        for s in sims:
+            s.stop()
+    assert res["d0"].status == "done" and res["d1"].status == "done"
+    assert res["d2"].status == "failed" and "outside the patrol area" in res["d2"].error
+    assert res["d2"].unflown == ["d2-s0"] and "preflight_failed" in rec.kinds("d2")
+    # both in the air at the same time
+    air = {d: [t.wall_time for t in rec.telemetry if t.drone_id == d and t.in_air] for d in ("d0", "d1")}
+    assert max(min(air["d0"]), min(air["d1"])) < min(max(air["d0"]), max(air["d1"]))
