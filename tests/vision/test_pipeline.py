@@ -210,3 +210,24 @@ def test_file_frame_source_georeferences_photos_by_time(tmp_path):
     for f in frames:
         stage.process(f)
     assert stage.stats.summary()["frames_ok"] == 2 and stage.warnings[-1].kind == "corrupt_image"
+
+
+def test_exif_capture_time(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    from vision.pipeline import exif_time
+
+    img = pil.new("RGB", (64, 48))
+    exif = pil.Exif()
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = "2025:05:01 10:00:00"
+    p = tmp_path / "cst.jpg"
+    img.save(p, exif=exif)
+    assert exif_time(p) == pytest.approx(1746064800.0)  # 10:00 China Standard Time = 02:00 UTC
+    sub[0x9011] = "+00:00"
+    sub[0x9291] = "5"
+    q = tmp_path / "utc.jpg"
+    img.save(q, exif=exif)
+    assert exif_time(q) == pytest.approx(1746093600.5)
+    r = tmp_path / "none.jpg"
+    img.save(r)
+    assert exif_time(r) is None
