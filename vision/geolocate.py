@@ -26,7 +26,8 @@ covariance is the sum over sources of J J^T sigma^2 where J is the numerical der
 (north, east) with respect to that source, plus the GNSS position variance on each axis.
 Sources: GNSS horizontal position, camera height (barometric altitude + ground height:
 flat-ground or DEM error), heading (yaw), gimbal pitch and cross-track tilt residuals, and
-the anchor pixel (a fraction of the box size, more for base-anchored classes). The
+the anchor pixel (a fraction of the box size, more for base-anchored classes, plus half the
+box size along an axis where the box touches the frame edge and may be cut off). The
 reported ``error_m`` is the DRMS radius sqrt(var_north + var_east) in metres.
 """
 
@@ -248,8 +249,12 @@ class GeoLocator:
         unc = self.uncertainty
         w, h = det.box[2] - det.box[0], det.box[3] - det.box[1]
         extra = unc.base_shift_frac * shift
-        su = math.hypot(unc.pixel_min, unc.pixel_frac * w, extra)
-        sv = math.hypot(unc.pixel_min, unc.pixel_frac * h, extra)
+        # a box cut by the frame edge has its centre pulled inwards by an unknown amount:
+        # up to half its size along that axis (weighs such sightings down in the tracker)
+        cut_u = 0.5 * w if det.box[0] <= 1.0 or det.box[2] >= camera.image_width_px - 1.0 else 0.0
+        cut_v = 0.5 * h if det.box[1] <= 1.0 or det.box[3] >= camera.image_height_px - 1.0 else 0.0
+        su = math.hypot(unc.pixel_min, unc.pixel_frac * w, extra, cut_u)
+        sv = math.hypot(unc.pixel_min, unc.pixel_frac * h, extra, cut_v)
         return self.locate_pixel(u, v, camera, pose, (su, sv))
 
     def geolocate(self, detections: list[Detection], frame: Frame) -> list[GeoDetection]:

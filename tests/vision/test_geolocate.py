@@ -191,3 +191,10 @@ def test_bad_dem_file_names_the_file(tmp_path):
     tifffile.imwrite(q, np.zeros((4, 4), np.float32))
     with pytest.raises(DemError, match="georeferencing"):
         Dem.read(q)
+
+
+def test_boxes_cut_by_the_frame_edge_are_less_certain():
+    g = GeoLocator()
+    inside = g.locate_detection(Detection("illegal_dumping", 2, 0.9, (700, 260, 760, 320)), CAM, pose())
+    cut = g.locate_detection(Detection("illegal_dumping", 2, 0.9, (740, 260, 800, 320)), CAM, pose())
+    assert cut.error_m > inside.error_m + 1.0
