@@ -170,6 +170,7 @@ class Autopilot:
         self.seq = 0
         self.mission_finished = False
         self.mission_running = False  # MISSION mode has been entered since the last upload
+        self._jumps: dict[int, int] = {}  # DO_JUMP seq -> jumps done
         self.cruise: float | None = None  # DO_CHANGE_SPEED / action speed, m/s
         self.target: Target | None = None
         self._phase = ""  # sub-state of TAKEOFF/MISSION/RTL/LAND
@@ -231,6 +232,7 @@ class Autopilot:
     def set_list(self, mtype: int, items: list[Item]) -> None:
         if mtype == MISSION:
             self.mission = list(items)
+            self._jumps = {}
             self.seq = 0
             self.mission_finished = False
             self.mission_running = False
@@ -352,7 +354,7 @@ class Autopilot:
             self.outbox.append(("current", self.seq))
         if self.mission_finished:
             # PX4 restarts a finished mission from the start on the next MISSION switch.
-            self.seq, self.mission_finished = 0, False
+            self.seq, self.mission_finished, self._jumps = 0, False, {}
             self.outbox.append(("current", 0))
         self._enter("MISSION")
         return ACCEPTED
@@ -452,6 +454,16 @@ class Autopilot:
             if it.command == 178:  # DO_CHANGE_SPEED: param2 speed m/s (-1 no change)
                 if it.param2 > 0:
                     self.change_speed(it.param2)
+                self._advance()
+                continue
+            if it.command == 177:  # DO_JUMP: param1 target seq, param2 repeat count (-1 forever)
+                done = self._jumps.get(self.seq, 0)
+                if (it.param2 < 0 or done < it.param2) and 0 <= int(it.param1) < len(self.mission):
+                    self._jumps[self.seq] = done + 1
+                    self.outbox.append(("reached", self.seq))
+                    self.seq = int(it.param1)
+                    self.outbox.append(("current", self.seq))
+                    return Target(self.body.east, self.body.north, self.body.up)  # resume next step
                 self._advance()
                 continue
             if it.command == 20:  # NAV_RETURN_TO_LAUNCH: PX4 switches to RTL, no "reached"

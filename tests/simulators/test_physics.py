@@ -127,3 +127,15 @@ def test_autopilot_refuses_disarm_in_air_and_takeoff_when_disarmed() -> None:
     run_until(ap, lambda: ap.body.up > 5, 20)
     assert ap.arm(False) == TEMPORARILY_REJECTED
     assert ap.arm(False, force=True) == ACCEPTED
+
+
+def test_do_jump_repeats_a_leg_the_given_number_of_times() -> None:
+    ap = Autopilot(30.0, 120.0, 0.0)
+    items = [_wp(ap, 0, 0, 20, 10), _wp(ap, 1, 20, 20, 10), Item(2, 2, 177, 1, 0.0, 2.0, 0, 0, 0, 0, 0, MISSION),
+             _wp(ap, 3, 0, 0, 10)]
+    ap.set_list(MISSION, items)
+    ap.arm(True)
+    ap.start_mission()
+    run_until(ap, lambda: ap.mission_finished, 600)
+    reached = [e[1] for e in ap.outbox if e[0] == "reached"]
+    assert reached == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3]  # the leg 0-1 flown 1 + 2 times
