@@ -235,9 +235,15 @@ class Autopilot:
             self._jumps = {}
             self.seq = 0
             self.mission_finished = False
-            self.mission_running = False
+            self.mission_running = self.mode == "MISSION"
             if self.mode == "MISSION":
-                self._enter("HOLD")
+                # A new mission uploaded in flight is flown from its first item (PX4: the
+                # mission resets on upload and Mission mode goes on); without items: hold.
+                if self.mission:
+                    self._phase = "climb" if self.body.on_ground else "goto"
+                    self._hold_until = None
+                else:
+                    self._enter("HOLD")
             self.outbox.append(("current", 0))
         elif mtype == FENCE:
             self.fence = self._parse_fence(items)

@@ -139,3 +139,15 @@ def test_do_jump_repeats_a_leg_the_given_number_of_times() -> None:
     run_until(ap, lambda: ap.mission_finished, 600)
     reached = [e[1] for e in ap.outbox if e[0] == "reached"]
     assert reached == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3]  # the leg 0-1 flown 1 + 2 times
+
+
+def test_mission_uploaded_in_flight_is_flown_from_its_first_item() -> None:
+    ap = Autopilot(30.0, 120.0, 0.0)
+    ap.set_list(MISSION, [_wp(ap, 0, 0, 200, 10), _wp(ap, 1, 200, 200, 10)])
+    ap.arm(True)
+    ap.start_mission()
+    run_until(ap, lambda: ap.body.east > 50, 120)
+    ap.set_list(MISSION, [_wp(ap, 0, -50, 0, 15)])
+    assert ap.mode == "MISSION" and ap.seq == 0
+    run_until(ap, lambda: ap.mission_finished, 120)
+    assert math.hypot(ap.body.east, ap.body.north + 50) < 2.0
