@@ -365,17 +365,25 @@ class SortieExecutor:
             fence_buffer_m=self.cfg.fence_buffer_m,
         )
         if spec.fence:
-            try:
-                await self.link.upload_geofence(spec.fence)
-                self._event(
-                    "geofence_uploaded",
-                    f"{len(spec.fence)} polygons ({sum(1 for p in spec.fence if not p.inclusion)} no-fly)",
-                    polygons=len(spec.fence),
-                )
-            except LinkError as e:
-                self._event("geofence_failed", str(e))
-                if self.cfg.require_geofence:
-                    raise SortieFailed(str(e)) from None
+            for attempt in range(1, self.cfg.upload_retries + 1):
+                try:
+                    await self.link.upload_geofence(spec.fence)
+                    self._event(
+                        "geofence_uploaded",
+                        f"{len(spec.fence)} polygons ({sum(1 for p in spec.fence if not p.inclusion)} no-fly), "
+                        f"{sum(len(p.points) for p in spec.fence)} vertices",
+                        polygons=len(spec.fence),
+                    )
+                    break
+                except LinkError as e:
+                    self._event("geofence_failed", f"attempt {attempt}/{self.cfg.upload_retries}: {e}",
+                                attempt=attempt)
+                    if attempt == self.cfg.upload_retries:
+                        if self.cfg.require_geofence:
+                            raise SortieFailed(f"geofence upload failed: {e}") from None
+                        self._event("geofence_missing", "flying without a geofence on the vehicle")
+                    else:
+                        await asyncio.sleep(0.5 * attempt)
         last: Exception | None = None
         for attempt in range(1, self.cfg.upload_retries + 1):
             try:

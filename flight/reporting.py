@@ -96,9 +96,9 @@ class DispatchReporter:
         next_poll = 0.0
         with httpx.Client(base_url=self.base_url, headers=self._headers(), timeout=self.timeout_s) as client:
             while True:
-                stopping = self._stop.is_set()
                 self._wake.wait(timeout=max(self.flush_s, backoff))
                 self._wake.clear()
+                stopping = self._stop.is_set()  # close(): one last flush, then out
                 ok = self._flush(client)
                 now = time.monotonic()
                 if ok and self._fleet is not None and now >= next_poll and not stopping:

@@ -194,6 +194,7 @@ def test_two_drones_fly_concurrently_and_one_failure_does_not_stop_the_other(tmp
     rec = Recorder()
     far = (plan.home.lat + 0.05, plan.home.lon)  # 5.5 km north: outside the patrol area
     sims = [start_sim(0), start_sim(1), start_sim(2, home=far)]
+    sims[1].faults.reject_next_upload()  # MISSION_ACK error once: retried
     try:
         _fleet, res = fly(plan, sims, rec, tmp_path)
     finally:
@@ -202,6 +203,59 @@ def test_two_drones_fly_concurrently_and_one_failure_does_not_stop_the_other(tmp
     assert res["d0"].status == "done" and res["d1"].status == "done"
     assert res["d2"].status == "failed" and "outside the patrol area" in res["d2"].error
     assert res["d2"].unflown == ["d2-s0"] and "preflight_failed" in rec.kinds("d2")
+    # the rejected upload is the geofence (sent first): retried, then everything flies
+    assert rec.kinds("d1").count("geofence_failed") == 1 and "geofence_uploaded" in rec.kinds("d1")
+    assert "geofence_failed" not in rec.kinds("d0")
     # both in the air at the same time
     air = {d: [t.wall_time for t in rec.telemetry if t.drone_id == d and t.in_air] for d in ("d0", "d1")}
     assert max(min(air["d0"]), min(air["d1"])) < min(max(air["d0"]), max(air["d1"]))
+
+
+def test_cli_reports_to_dispatch_and_obeys_its_abort(tmp_path):
+    """`skygrid fly` with --report-to: telemetry reaches the HTTP API, and an RTL issued
+    there (the command room's abort) brings the drone home."""
+    import json
+
+    from skygrid.cli import main
+    from tests.conftest import free_tcp_port
+
+    from .fakedispatch import FakeDispatch
+
+    plan = make_plan([[(40, 40)]], lines=6, alt=30)
+    plan_path = tmp_path / "plan.json"
+    plan.save(plan_path)
+
+    def on_batch(srv, body):
+        if not srv.commands and any(e["kind"] == "item_reached" and e["drone_id"] == "d0" for e in body["events"]):
+            srv.add_command("d0", "rtl")
+
+    port = free_tcp_port()
+    sim = start_sim()
+    try:
+        with FakeDispatch(port, token="T", on_batch=on_batch) as srv:
+            rc = main(["fly", str(plan_path), "--connect", sim.connection_url, "--report-to",
+                       f"http://127.0.0.1:{port}", "--token", "T", "--log-dir", str(tmp_path / "logs"),
+                       "--summary", str(tmp_path / "summary.json"), "--quiet", "--telemetry-hz", "10"])
+        end = sim.state
+    finally:
+        sim.stop()
+    assert rc == 1  # aborted: not everything flown
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["d0"]["status"] == "aborted" and summary["d0"]["unflown"] == ["d0-s0-r1"]
+    assert dist_m(end.lat, end.lon, plan.home.lat, plan.home.lon) < 5 and not end.armed
+    recs = srv.records()
+    assert len(recs) > 10 and {r["drone_id"] for r in recs} == {"d0"}
+    kinds = [e["kind"] for e in srv.events()]
+    assert "command" in kinds and "rtl" in kinds and kinds[-1] == "drone_done"
+    assert list((tmp_path / "logs").glob("d0_d0-s0.jsonl"))
+
+
+def test_cli_refuses_an_over_capacity_plan_before_flying(tmp_path, capsys):
+    from skygrid.cli import main
+
+    plan = make_plan([[(40, 40), (200, 40)]], lines=10)
+    p = tmp_path / "plan.json"
+    plan.save(p)
+    rc = main(["fly", str(p), "--connect", "udpin://127.0.0.1:9", "--mission-capacity", "40", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "d0-s0" in err and "holds 40" in err
