@@ -59,7 +59,7 @@ def test_tickets_routed_to_departments_and_grid_worker(patrol):
     run, _, tickets = patrol
     rules_path = run.scenario.path("routing.yaml")
     rules = yaml.safe_load(rules_path.read_text(encoding="utf-8"))
-    classes = rules.get("classes", rules)
+    classes = rules["classes"]
     by_id = {o.id: o for o in run.scenario.incidents}
     from shapely.geometry import Point
 
@@ -70,7 +70,8 @@ def test_tickets_routed_to_departments_and_grid_worker(patrol):
         planted = min(by_id.values(), key=lambda o: math.dist((o.lat, o.lon), (t["lat"], t["lon"])))
         grid = next(g for g in run.grids if g.polygon.contains(Point(planted.lon, planted.lat)))
         assert t["grid_id"] == grid.id
-        assert t["grid_worker"] == grid.properties["grid_worker"]
+        assert t["worker"]["name"] == grid.properties["grid_worker"]
+        assert t["worker"]["phone"] == grid.properties["grid_worker_phone"]
 
 
 def test_live_alerts_and_speed(patrol):
