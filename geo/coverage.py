@@ -14,7 +14,7 @@ miss (slivers between lines in narrow lobes) get extra short lines.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -70,8 +70,6 @@ class CellRoute:
     area_m2: float
     length_m: float = 0.0
     time_s: float = 0.0
-    #: swath polygons (local metres) for footprint outputs
-    swaths: list[Polygon] = field(default_factory=list)
 
     @property
     def entry(self) -> Point2:
@@ -86,7 +84,7 @@ class CellRoute:
         swap = {"line_start": "line_end", "line_end": "line_start", "transit": "transit"}
         pts = [RoutePoint(p.x, p.y, swap[p.kind]) for p in reversed(self.points)]
         return CellRoute(self.grid_id, self.part, pts, self.angle_deg, self.lines, self.imaged_area_m2,
-                         self.area_m2, self.length_m, self.time_s, self.swaths)
+                         self.area_m2, self.length_m, self.time_s)
 
     def xy(self) -> np.ndarray:
         return np.asarray([(p.x, p.y) for p in self.points], dtype=np.float64).reshape(-1, 2)
@@ -102,6 +100,8 @@ class SweepParams:
     min_segment_m: float = 1.0
     angle_step_deg: float = 15.0
     fill_gaps: bool = True
+    #: gaps between swaths are filled with extra lines until at most this fraction stays unimaged
+    max_unimaged: float = 0.003
 
 
 def _rotate_xy(a: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -128,17 +128,17 @@ def sweep_segments(region_rot: Polygon | MultiPolygon, spacing: float, min_len: 
     lines = shapely.linestrings(coords)
     inter = shapely.intersection(lines, region_rot)
     parts, idx = shapely.get_parts(inter, return_index=True)
-    rows = []
-    for g, i in zip(parts, idx, strict=True):
-        if g.geom_type != "LineString" or g.length < min_len:
-            continue
-        xs = shapely.get_coordinates(g)[:, 0]
-        rows.append((float(i), float(xs.min()), float(xs.max()), float(vs[i])))
-    if not rows:
+    keep = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) >= min_len)  # 1 = LineString
+    if not np.any(keep):
         return np.zeros((0, 4))
-    a = np.asarray(rows)
+    b = shapely.bounds(parts[keep])
+    ii = idx[keep]
+    a = np.column_stack([ii.astype(np.float64), b[:, 0], b[:, 2], vs[ii]])
     a = a[np.lexsort((a[:, 1], a[:, 0]))]
     # pieces that only touch (a line running along a hole's edge) are one segment
+    touch = (a[1:, 0] == a[:-1, 0]) & (a[1:, 1] <= a[:-1, 2] + 1e-6)
+    if not np.any(touch):
+        return a
     merged = [a[0].copy()]
     for r in a[1:]:
         last = merged[-1]
@@ -249,9 +249,14 @@ def _gap_segments(region_rot, covered, segs: np.ndarray, p: SweepParams) -> np.n
         return np.zeros((0, 4))
     extra = []
     thresh = max(0.5, 1e-4 * region_rot.area)
-    for g in getattr(gaps, "geoms", [gaps]):
-        if g.area < thresh:
-            continue
+    # fill the largest gaps first, only until what stays unimaged is below the target:
+    # every extra line costs two turns and a transit
+    remaining = gaps.area
+    allowed_left = p.max_unimaged * region_rot.area
+    for g in sorted(getattr(gaps, "geoms", [gaps]), key=lambda x: -x.area):
+        if g.area < thresh or remaining <= allowed_left:
+            break
+        remaining -= g.area
         pt = g.representative_point()
         gu0, gv0, gu1, gv1 = g.bounds
         v = (gv0 + gv1) / 2.0 if gv1 - gv0 < p.footprint_w_m else pt.y
@@ -292,7 +297,9 @@ def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2) -> li
     else:
         dmat = fs.distance_matrix(ends, ends)
     dstart = np.hypot(ends[:, 0] - start[0], ends[:, 1] - start[1])
-    order = _two_opt(_order_segments(ends, dmat, dstart), dmat, dstart)
+    order = _order_segments(ends, dmat, dstart)
+    if fs is not None:  # a convex region's nearest-end chain is already a serpentine
+        order = _two_opt(order, dmat, dstart)
     pts: list[tuple[float, float, str]] = []
     for k, (i, f) in enumerate(order):
         s0, s1 = (ends[2 * i + 1], ends[2 * i]) if f else (ends[2 * i], ends[2 * i + 1])
@@ -326,7 +333,19 @@ def plan_part(
     turn_m = model.turn_s * model.speed_m_s
     convex = len(region.interiors) == 0 and region.area >= region.convex_hull.area * (1 - 1e-9)
     convex = convex and free.covers(region.convex_hull)
-    cands = [angle_deg] if angle_deg is not None else _angle_candidates(region, p.angle_step_deg)
+    # a convex region's narrowest direction is parallel to a hull edge (rotating calipers),
+    # so the fan of extra angles only matters for concave regions
+    cands = [angle_deg] if angle_deg is not None else _angle_candidates(region, 0.0 if convex else p.angle_step_deg)
+    if len(cands) > 1:
+        # pre-rank by the number of lines (hull width across the sweep / spacing): cheap, and
+        # line count dominates cost (two turns per line); only the best few get clipped
+        hull = np.asarray(region.convex_hull.exterior.coords) if region.convex_hull.geom_type == "Polygon" else None
+        if hull is not None:
+            t = np.radians(np.asarray(cands))
+            across = -hull[:, 0][None, :] * np.sin(t)[:, None] + hull[:, 1][None, :] * np.cos(t)[:, None]
+            nlines = np.ceil((across.max(axis=1) - across.min(axis=1)) / p.spacing_m - 1e-9)
+            keep = np.argsort(nlines, kind="stable")[: 2 if convex else 6]
+            cands = [cands[i] for i in keep]
     scored = []
     for a in cands:
         rot = affinity.rotate(region, -a, origin=(0.0, 0.0))
@@ -362,8 +381,7 @@ def plan_part(
     cost, a, rot, segs, covered, pts_rot, xy = best
     imaged = shapely.intersection(covered, rot).area
     points = [RoutePoint(float(x), float(y), kind) for (x, y), (_, _, kind) in zip(xy, pts_rot, strict=True)]
-    swaths = [affinity.rotate(b, a, origin=(0.0, 0.0)) for b in _swath_boxes(segs, p.footprint_w_m, p.footprint_h_m)]
-    route = CellRoute(grid_id, part, points, a % 180.0, len(segs), float(imaged), float(region.area), swaths=swaths)
+    route = CellRoute(grid_id, part, points, a % 180.0, len(segs), float(imaged), float(region.area))
     route.length_m = polyline_length(xy)
     route.time_s = cost
     return route

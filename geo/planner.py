@@ -101,10 +101,11 @@ def _plan_grid(task: _GridTask) -> tuple[str, list[CellRoute], float, int]:
     """Routes for every connected part of one grid; returns (id, routes, allowed area, tiny parts)."""
     # keep SAFETY_M clear of walls so waypoint rounding (1e-8 deg ~ 1 mm) never crosses them
     inner = task.local.buffer(-SAFETY_M, join_style="mitre")
-    allowed = inner if task.obstacles is None else inner.difference(task.obstacles)
+    obstacles = None if task.obstacles is None else task.obstacles.buffer(SAFETY_M)
+    allowed = inner if obstacles is None else inner.difference(obstacles)
     free = task.local.buffer(task.edge_margin_m - SAFETY_M, join_style="mitre")
-    if task.obstacles is not None:
-        free = free.difference(task.obstacles)
+    if obstacles is not None:
+        free = free.difference(obstacles)
     free_parts = _polys(free)
     routes: list[CellRoute] = []
     skipped = 0
@@ -135,11 +136,16 @@ class _Transit:
 
     def __init__(self, obstacles, extent: Polygon) -> None:
         # graph nodes sit 3 m outside the buffered zones
+        self.obstacles = obstacles
+        if obstacles is not None:
+            shapely.prepare(obstacles)
         self.fs = None if obstacles is None else FreeSpace(extent.difference(obstacles), inset_m=3.0)
         self._cache: dict[tuple, list[Point2]] = {}
 
     def path(self, p: Point2, q: Point2) -> list[Point2]:
-        if self.fs is None:
+        if self.fs is None or p == q:
+            return []
+        if not self.obstacles.intersects(shapely.linestrings([p, q])):
             return []
         key = (round(p[0], 2), round(p[1], 2), round(q[0], 2), round(q[1], 2))
         if key not in self._cache:
@@ -147,8 +153,26 @@ class _Transit:
         return self._cache[key]
 
     def dist(self, p: Point2, q: Point2) -> float:
-        via = self.path(p, q)
+        try:
+            via = self.path(p, q)
+        except NoPathError:
+            return math.inf
         return math.dist(p, q) if not via else polyline_length([p, *via, q])
+
+    def dists(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Transit lengths a[k] -> b[k] (m); straight unless the segment meets a zone (vectorised test)."""
+        a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
+        b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
+        out = np.hypot(*(b - a).T)
+        if self.obstacles is None or not len(a):
+            return out
+        moving = out > 1e-9
+        hit = np.zeros(len(a), dtype=bool)
+        if np.any(moving):
+            hit[moving] = shapely.intersects(self.obstacles, shapely.linestrings(np.stack([a[moving], b[moving]], axis=1)))
+        for k in np.flatnonzero(hit):
+            out[k] = self.dist((float(a[k, 0]), float(a[k, 1])), (float(b[k, 0]), float(b[k, 1])))
+        return out
 
 
 def _split_route(route: CellRoute, max_s: float, model: FlightModel, home: Point2 = (0.0, 0.0)) -> list[CellRoute]:
@@ -181,7 +205,7 @@ def _split_route(route: CellRoute, max_s: float, model: FlightModel, home: Point
         xy = np.asarray([(p.x, p.y) for p in pc])
         r = CellRoute(route.grid_id, route.part * 1000 + k, pc, route.angle_deg, sum(p.kind == "line_start" for p in pc),
                       route.imaged_area_m2 * len(pc) / max(1, len(pts)), route.area_m2 * len(pc) / max(1, len(pts)),
-                      polyline_length(xy), model.path_time_s(xy), route.swaths if k == 0 else [])
+                      polyline_length(xy), model.path_time_s(xy))
         out.append(r)
     return out
 
@@ -193,22 +217,18 @@ def _tour(jobs: list[_Job], home: Point2, two_opt_max: int = 400) -> list[_Job]:
         return []
     ent = np.asarray([j.route.entry for j in jobs])
     ext = np.asarray([j.route.exit for j in jobs])
-    left = np.ones(n, dtype=bool)
-    cur = np.asarray(home, dtype=np.float64)
+    # entries and exits in one array: row k < n enters job k forwards, row n + k flipped
+    ex, ey = np.concatenate([ent[:, 0], ext[:, 0]]), np.concatenate([ent[:, 1], ext[:, 1]])
+    penalty = np.zeros(2 * n)
+    cx, cy = float(home[0]), float(home[1])
     order: list[_Job] = []
     for _ in range(n):
-        de = np.hypot(*(ent - cur).T)
-        dx = np.hypot(*(ext - cur).T)
-        de[~left] = np.inf
-        dx[~left] = np.inf
-        ie, ix = int(np.argmin(de)), int(np.argmin(dx))
-        if de[ie] <= dx[ix]:
-            k, flip = ie, False
-        else:
-            k, flip = ix, True
-        left[k] = False
+        d2 = (ex - cx) ** 2 + (ey - cy) ** 2 + penalty
+        k2 = int(np.argmin(d2))
+        k, flip = (k2, False) if k2 < n else (k2 - n, True)
+        penalty[k] = penalty[k + n] = np.inf
         order.append(_Job(jobs[k].route, flip))
-        cur = ent[k] if flip else ext[k]
+        cx, cy = (ent[k] if flip else ext[k])
     if n > two_opt_max or n < 3:
         return order
     # 2-opt on (entry, exit) pairs; home at both ends
@@ -364,72 +384,72 @@ def plan_patrol(
         extent = extent.union(obstacles.envelope.buffer(2000))
     transit = _Transit(obstacles, extent)
 
-    def tdist(p: Point2, q: Point2) -> float:
-        try:
-            return transit.dist(p, q)
-        except NoPathError:
-            return math.inf
-
     jobs: list[_Job] = []
+    all_routes = [(g, r) for g in grids for r in results[g.id][0]]
     for g in grids:
         routes, _, skipped = results[g.id]
         if skipped:
             warn(f"grid {g.id}: {skipped} part(s) too small or narrow for a survey line were skipped")
         if not routes:
             raise PlanningError(f"grid {g.id} ({g.name}): nothing to fly (no part wider than the minimum line)")
-        for r in routes:
-            trip = (tdist(h0, r.entry) + tdist(r.exit, h0)) / speed_m_s
-            if not math.isfinite(trip):
-                raise PlanningError(f"grid {g.id} ({g.name}): unreachable from home without crossing a no-fly zone")
-            if trip + r.time_s + 2 * turn_s > budget:
-                far = max(math.dist(h0, r.entry), math.dist(h0, r.exit))
-                if 2 * far / speed_m_s + 2 * turn_s >= budget:
-                    raise PlanningError(
-                        f"grid {g.id} ({g.name}): {far / 1000:.1f} km from home is beyond reach of a "
-                        f"{endurance_s / 60:.0f} min battery with {reserve:.0%} reserve; move the launch point"
-                    )
-                for piece in _split_route(r, budget - 2 * turn_s, model, h0):
-                    jobs.append(_Job(piece))
-            else:
-                jobs.append(_Job(r))
+    ent = np.asarray([r.entry for _, r in all_routes])
+    ext = np.asarray([r.exit for _, r in all_routes])
+    hz = np.zeros_like(ent)
+    trips = (transit.dists(hz, ent) + transit.dists(ext, hz)) / speed_m_s
+    for (g, r), trip in zip(all_routes, trips, strict=True):
+        if not math.isfinite(trip):
+            raise PlanningError(f"grid {g.id} ({g.name}): unreachable from home without crossing a no-fly zone")
+        if trip + r.time_s + 2 * turn_s > budget:
+            far = max(math.dist(h0, r.entry), math.dist(h0, r.exit))
+            if 2 * far / speed_m_s + 2 * turn_s >= budget:
+                raise PlanningError(
+                    f"grid {g.id} ({g.name}): {far / 1000:.1f} km from home is beyond reach of a "
+                    f"{endurance_s / 60:.0f} min battery with {reserve:.0%} reserve; move the launch point"
+                )
+            for piece in _split_route(r, budget - 2 * turn_s, model, h0):
+                jobs.append(_Job(piece))
+        else:
+            jobs.append(_Job(r))
     order = _tour(jobs, h0)
+    flown = [j.r for j in order]  # routes in flying direction
+    n_jobs = len(flown)
+    o_ent = np.asarray([r.entry for r in flown])
+    o_ext = np.asarray([r.exit for r in flown])
+    work = np.asarray([r.time_s for r in flown])
+    hz = np.zeros_like(o_ent)
+    # leg times (s): home -> entry i, exit i -> home, exit i -> entry i+1 (each with one turn)
+    out_s = transit.dists(hz, o_ent) / speed_m_s + turn_s
+    back_s = transit.dists(o_ext, hz) / speed_m_s + turn_s
+    link_s = (transit.dists(o_ext[:-1], o_ent[1:]) / speed_m_s + turn_s) if n_jobs > 1 else np.zeros(0)
 
-    def leg_s(p: Point2, q: Point2) -> float:
-        return tdist(p, q) / speed_m_s + turn_s
-
-    def chunks(limit: float) -> list[list[_Job]]:
-        out: list[list[_Job]] = []
-        cur: list[_Job] = []
+    def chunks(limit: float) -> list[list[int]]:
+        out: list[list[int]] = []
+        cur: list[int] = []
         t = 0.0
-        for j in order:
-            r = j.r
+        for i in range(n_jobs):
             if not cur:
-                cur, t = [j], leg_s(h0, r.entry) + r.time_s
+                cur, t = [i], out_s[i] + work[i]
                 continue
-            prev = cur[-1].r
-            add = leg_s(prev.exit, r.entry) + r.time_s
-            if t + add + leg_s(r.exit, h0) > limit:
+            add = link_s[i - 1] + work[i]
+            if t + add + back_s[i] > limit:
                 out.append(cur)
-                cur, t = [j], leg_s(h0, r.entry) + r.time_s
+                cur, t = [i], out_s[i] + work[i]
             else:
-                cur.append(j)
+                cur.append(i)
                 t += add
         if cur:
             out.append(cur)
         return out
 
-    def chunk_time(c: list[_Job]) -> float:
-        t = leg_s(h0, c[0].r.entry)
-        for a, b in zip(c, c[1:], strict=False):
-            t += a.r.time_s + leg_s(a.r.exit, b.r.entry)
-        return t + c[-1].r.time_s + leg_s(c[-1].r.exit, h0) + vertical
+    def chunk_time(c: list[int]) -> float:
+        return float(out_s[c[0]] + work[c].sum() + link_s[c[0] : c[-1]].sum() + back_s[c[-1]] + vertical)
 
     base = chunks(budget)
     k_target = drones * math.ceil(len(base) / drones)
-    lo = max(leg_s(h0, j.r.entry) + j.r.time_s + leg_s(j.r.exit, h0) for j in order)
+    lo = float(np.max(out_s + work + back_s))
     hi = budget
     best = base
-    if drones > 1 and len(order) > 1:
+    if drones > 1 and n_jobs > 1:
         for _ in range(30):
             mid = (lo + hi) / 2
             c = chunks(mid)
@@ -448,39 +468,35 @@ def plan_patrol(
         load[d] += times[ci] + (battery_swap_s if assign[d] else 0.0)
         assign[d].append(ci)
 
-    def wp(x: float, y: float, kind: str, grid_id: str | None) -> Waypoint:
-        lon, lat = frame.to_wgs84(x, y)
+    alt_r, trigger_r = round(alt, 2), round(trigger, 3)
+
+    def wp(lon: float, lat: float, kind: str, grid_id: str | None) -> Waypoint:
         cam = {"line_start": "start_distance", "line_end": "stop_distance"}.get(kind)
         return Waypoint(
-            lat=round(float(lat), 8), lon=round(float(lon), 8), rel_alt_m=round(alt, 2), speed_m_s=speed_m_s,
-            kind=kind, grid_id=grid_id, camera=cam,
-            trigger_distance_m=round(trigger, 3) if kind == "line_start" else None, gimbal_pitch_deg=-90.0,
+            lat=lat, lon=lon, rel_alt_m=alt_r, speed_m_s=speed_m_s, kind=kind, grid_id=grid_id, camera=cam,
+            trigger_distance_m=trigger_r if kind == "line_start" else None, gimbal_pitch_deg=-90.0,
         )
 
     sorties: list[Sortie] = []
     for d in range(drones):
         for idx, ci in enumerate(sorted(assign[d])):
             c = best[ci]
-            wps: list[Waypoint] = []
-            xy: list[Point2] = [h0]
+            pts: list[tuple[float, float, str, str | None]] = []
             prev_pt = h0
-            for j in c:
-                r = j.r
-                for q in transit.path(prev_pt, r.entry):
-                    wps.append(wp(q[0], q[1], "transit", None))
-                    xy.append(q)
-                for p in r.points:
-                    wps.append(wp(p.x, p.y, p.kind, r.grid_id))
-                    xy.append((p.x, p.y))
+            for i in c:
+                r = flown[i]
+                pts += [(q[0], q[1], "transit", None) for q in transit.path(prev_pt, r.entry)]
+                pts += [(p.x, p.y, p.kind, r.grid_id) for p in r.points]
                 prev_pt = r.exit
-            for q in transit.path(prev_pt, h0):
-                wps.append(wp(q[0], q[1], "transit", None))
-                xy.append(q)
-            wps.append(wp(0.0, 0.0, "transit", None))  # above home: RTL from here descends vertically
-            xy.append(h0)
+            pts += [(q[0], q[1], "transit", None) for q in transit.path(prev_pt, h0)]
+            pts.append((0.0, 0.0, "transit", None))  # above home: RTL from here descends vertically
+            xy = np.asarray([(0.0, 0.0)] + [(x, y) for x, y, _, _ in pts])
+            lon, lat = frame.to_wgs84(xy[1:, 0], xy[1:, 1])
+            lon, lat = np.round(np.atleast_1d(lon), 8).tolist(), np.round(np.atleast_1d(lat), 8).tolist()
+            wps = [wp(lo_, la_, kind, gid) for lo_, la_, (_, _, kind, gid) in zip(lon, lat, pts, strict=True)]
             dist = polyline_length(xy)
             dur = model.path_time_s(xy) + vertical
-            gids = list(dict.fromkeys(j.route.grid_id for j in c))
+            gids = list(dict.fromkeys(flown[i].grid_id for i in c))
             s = Sortie(id=f"d{d}-s{idx + 1}", drone=d, index=idx, grid_ids=gids, waypoints=wps,
                        distance_m=round(dist, 1), duration_s=round(dur, 1),
                        battery_fraction=round(dur / endurance_s, 4))

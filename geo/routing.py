@@ -59,7 +59,8 @@ class FreeSpace:
         if self._nodes is None:
             shrunk = self.region.buffer(-self.inset_m, join_style="mitre", mitre_limit=3.0)
             src = shrunk if not shrunk.is_empty and shrunk.area > 0.2 * self.region.area else self.region
-            src = src.simplify(0.05)
+            # nodes may move by the simplification tolerance, so keep it well under the inset
+            src = src.simplify(max(0.05, abs(self.inset_m) / 3.0))
             pts = []
             for poly in getattr(src, "geoms", [src]):
                 if isinstance(poly, Polygon):
