@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -96,6 +97,7 @@ class _Track:
     emitted_wall: float = 0.0
     emitted_frames: int = 0
     confirm_wall: float = 0.0
+    last_hit_mono: float = 0.0  # time.monotonic() of the last sighting (for pruning)
 
     @property
     def ne(self) -> tuple[float, float]:
@@ -127,14 +129,17 @@ class IncidentTracker:
     sets of class names that may associate with each other (e.g. both fire classes), the
     incident taking the class with the highest summed confidence; default strict per class.
     ``reorder_slack``: tentative tracks are kept this many frames longer than k-of-n needs,
-    so frames that worker threads finish slightly out of order still count.
+    so frames that worker threads finish slightly out of order still count; and at least
+    ``stale_after_s`` seconds (wall clock), so a worker thread that stalls behind the others
+    cannot make a real event lose its first sightings.
     """
 
     MAX_FRAMES = 2000  # frame keys kept per drone (k-of-n only looks a few frames back)
 
     def __init__(self, patrol_id: str, k: int = 3, n: int = 5, gate_sigma: float = 3.0, min_gate_m: float = 8.0,
                  max_gate_m: float = 40.0, min_move_m: float = 1.0, update_interval_s: float = 5.0,
-                 jpeg_quality: int = 85, class_groups: list[set[str]] | None = None, reorder_slack: int = 4) -> None:
+                 jpeg_quality: int = 85, class_groups: list[set[str]] | None = None, reorder_slack: int = 4,
+                 stale_after_s: float = 2.0) -> None:
         if not 1 <= k <= n:
             raise ValueError(f"need 1 <= k <= n, got k={k} n={n}")
         self.patrol_id = patrol_id
@@ -143,6 +148,7 @@ class IncidentTracker:
         self.min_move_m, self.update_interval_s = min_move_m, update_interval_s
         self.jpeg_quality = jpeg_quality
         self.reorder_slack = int(reorder_slack)
+        self.stale_after_s = float(stale_after_s)
         self._group: dict[str, str] = {}
         for i, g in enumerate(class_groups or []):
             for c in g:
@@ -190,6 +196,8 @@ class IncidentTracker:
         last: dict[str, tuple[float, int]] = {}
         for d, key in t.hits:
             last[d] = max(last.get(d, key), key)
+        if time.monotonic() - t.last_hit_mono < self.stale_after_s:
+            return False
         for d, key in last.items():
             frames = self._frames.get(d, [])
             if len(frames) - bisect.bisect_right(frames, key) < self.n - 1 + self.reorder_slack:
@@ -277,6 +285,7 @@ class IncidentTracker:
         t.swe += wgt * ne[1]
         t.obs.append((ne[0], ne[1], g.error_m, wgt))
         t.hits.append((frame.drone_id, seq))
+        t.last_hit_mono = time.monotonic()
         t.conf_max = max(t.conf_max, det.confidence)
         cc = self._class_conf.setdefault(t.no, {})
         cc[det.class_name] = cc.get(det.class_name, 0.0) + det.confidence

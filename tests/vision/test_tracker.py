@@ -49,7 +49,7 @@ def test_confirms_after_k_of_n_once_and_updates_later():
 
 
 def test_spread_out_hits_and_single_frame_false_positives_never_confirm():
-    tr = IncidentTracker("p1", k=3, n=5)
+    tr = IncidentTracker("p1", k=3, n=5, stale_after_s=0.0)
     for i in range(30):
         dets = [gd(30 * i, 0, cls="straw_burning", i=i)]  # a new place every frame
         if i % 6 == 0:
