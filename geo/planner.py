@@ -113,7 +113,13 @@ def _plan_grid(task: _GridTask) -> tuple[str, list[CellRoute], float, int]:
         if part.area < 1.0:
             continue
         fp = max(free_parts, key=lambda f: f.intersection(part).area) if len(free_parts) > 1 else free_parts[0]
-        r = plan_part(task.grid_id, k, part, fp, task.params, task.model)
+        try:
+            r = plan_part(task.grid_id, k, part, fp, task.params, task.model)
+        except NoPathError:
+            raise PlanningError(
+                f"grid {task.grid_id}: cannot join its survey lines without leaving the grid or entering a "
+                "no-fly zone (a passage narrower than the clearance?); try --edge-margin"
+            ) from None
         if r is None:
             skipped += 1
         else:

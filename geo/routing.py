@@ -58,14 +58,19 @@ class FreeSpace:
     def _graph(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._nodes is None:
             shrunk = self.region.buffer(-self.inset_m, join_style="mitre", mitre_limit=3.0)
-            src = shrunk if not shrunk.is_empty and shrunk.area > 0.2 * self.region.area else self.region
-            # nodes may move by the simplification tolerance, so keep it well under the inset
-            src = src.simplify(max(0.05, abs(self.inset_m) / 3.0))
+            # nodes may move by the simplification tolerance, so keep it well under the inset;
+            # the free space's own vertices are nodes too, so narrow necks that the inset
+            # closes stay passable (hugging the wall)
+            tol = max(0.05, abs(self.inset_m) / 3.0)
             pts = []
-            for poly in getattr(src, "geoms", [src]):
-                if isinstance(poly, Polygon):
-                    for ring in [poly.exterior, *poly.interiors]:
-                        pts.extend(list(ring.coords)[:-1])
+            srcs = [shrunk.simplify(tol)] if not shrunk.is_empty else []
+            if shapely.get_num_geometries(shrunk) != shapely.get_num_geometries(self.region) or shrunk.is_empty:
+                srcs.append(self.region)
+            for src in srcs:
+                for poly in getattr(src, "geoms", [src]):
+                    if isinstance(poly, Polygon) and not poly.is_empty:
+                        for ring in [poly.exterior, *poly.interiors]:
+                            pts.extend(list(ring.coords)[:-1])
             nodes = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
             n = len(nodes)
             ii, jj = np.triu_indices(n, 1)
