@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 live.update(_table(fleet))
                 await asyncio.sleep(0.25)
             live.update(_table(fleet))
+        console.print()
         return task.result()
 
     try:
