@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import time
 import warnings
 
@@ -133,6 +134,7 @@ def city_scale(workers: int = 2) -> dict:
              for k in range(6)]
     hlon, hlat = frame.to_wgs84(size / 2 + 10, size / 2 + 10)
     done = []
+    r0s, r0c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -140,8 +142,10 @@ def city_scale(workers: int = 2) -> dict:
                            endurance_s=3 * 3600.0, max_no_fly_fraction=1.01, workers=workers,
                            progress=lambda d, n: done.append(d))
     dt = time.perf_counter() - t0
+    r1s, r1c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((r0s, r1s), (r0c, r1c)))
     areas = [c.area / 1e6 for c in cells]
-    return {"cells": len(grids), "seconds": dt, "cells_per_s": len(grids) / dt, "sorties": len(plan.sorties),
+    return {"cells": len(grids), "seconds": dt, "cpu_s": cpu, "load": os.getloadavg()[0], "cells_per_s": len(grids) / dt, "sorties": len(plan.sorties),
             "min_km2": min(areas), "max_km2": max(areas), "km": sum(s.distance_m for s in plan.sorties) / 1000,
             "coverage": float(np.average([g.coverage_ratio for g in plan.grids], weights=[g.area_m2 for g in plan.grids]))}
 
@@ -155,7 +159,8 @@ def run() -> str:
           f"qgc {s['qgc_img'] / s['area']:.4f} ({time.perf_counter() - t0:.1f} s)", flush=True)
     c = city_scale(workers=min(2, os.cpu_count() or 1))
     print(f"city scale: {c['cells']} cells ({c['min_km2']:.2f}-{c['max_km2']:.2f} km²) in {c['seconds']:.1f} s = "
-          f"{c['cells_per_s']:.0f} cells/s, {c['sorties']} sorties, {c['km']:.0f} km, coverage {c['coverage']:.4f}",
+          f"{c['cells_per_s']:.0f} cells/s, {c['cpu_s']:.1f} CPU-s (load avg {c['load']:.1f}), {c['sorties']} sorties, "
+          f"{c['km']:.0f} km, coverage {c['coverage']:.4f}",
           flush=True)
     ok = lambda b: "✅" if b else "❌"  # noqa: E731
     rows = [
@@ -167,7 +172,8 @@ def run() -> str:
         ("imaged-area ratio (SkyGrid)", "≥ 99.5 %", f"{s['sky_img'] / s['area']:.2%}", ok(s["sky_img"] / s["area"] >= 0.995)),
         ("imaged-area ratio (QGC-style)", "—", f"{s['qgc_img'] / s['area']:.2%}", ""),
         (f"city scale: {c['cells']} cells of {c['min_km2']:.2f}–{c['max_km2']:.2f} km², 2 workers", "≤ 30 s",
-         f"{c['seconds']:.1f} s ({c['cells_per_s']:.0f} cells/s)", ok(c["seconds"] <= 30)),
+         f"{c['seconds']:.1f} s wall ({c['cells_per_s']:.0f} cells/s), {c['cpu_s']:.1f} CPU-s, load avg {c['load']:.1f}",
+         ok(c["seconds"] <= 30)),
     ]
     md = ["## Coverage planning (geo)", "",
           "30 generated concave grids (star outlines with notches, a pond hole each; half with a 20 m-buffered "
@@ -175,7 +181,8 @@ def run() -> str:
           "(10 m/s, 6 s per 180° turn) for both. The QGC-style baseline flies one fixed angle, first to last "
           "edge crossing, ignoring holes and zones. City scale: a 64 × 64 jittered tiling (45 km square) with 6 "
           f"no-fly zones, planned end to end by `plan_patrol` (8 drones, 3 h endurance at 15 m/s so one depot "
-          f"reaches every cell): {c['sorties']} sorties, {c['km']:.0f} km, coverage {c['coverage']:.2%}.", "",
+          f"reaches every cell): {c['sorties']} sorties, {c['km']:.0f} km, coverage {c['coverage']:.2%}. "
+          "Wall time depends on what else runs on the 2 cores (load average shown); CPU-seconds do not.", "",
           "| metric | target | measured | |", "|---|---|---|---|"]
     md += [f"| {a} | {b} | {m} | {k} |" for a, b, m, k in rows]
     return "\n".join(md) + "\n"
