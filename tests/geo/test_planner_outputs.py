@@ -152,3 +152,21 @@ def test_kml_and_geojson(ci_plan, tmp_path):
     folders = [f.findtext("k:name", namespaces=ns) for f in root.iterfind(".//k:Folder", ns)]
     assert folders == ["Grids", "No-fly zones (buffered)", "Routes", "Footprints"]
     assert len(root.findall(".//k:LineString", ns)) == len(ci_plan.sorties)
+
+
+def test_edge_margin_and_progress(county):
+    grids, _, sc = county
+    g = grids["330603-YXQ-010"]
+    calls = []
+    plan = plan_patrol([g], home=tuple(sc["home"]), edge_margin_m=15.0, progress=lambda d, n: calls.append((d, n)))
+    assert calls[-1] == (1, 1)
+    frame = LocalFrame(plan.home.lat, plan.home.lon)
+    import numpy as np
+    from shapely import transform
+    from shapely.geometry import LineString
+
+    gl = transform(g.polygon, lambda c: np.column_stack(frame.to_local(c[:, 0], c[:, 1])))
+    wps = [w for w in plan.sorties[0].waypoints if w.grid_id == g.id]
+    path = LineString([frame.to_local(w.lon, w.lat) for w in wps])
+    assert path.difference(gl.buffer(15.01)).length == 0
+    assert path.difference(gl.buffer(0.01)).length == 0  # survey lines themselves stay inside
