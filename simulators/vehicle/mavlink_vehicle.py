@@ -268,6 +268,11 @@ class SimVehicle:
         if not self._ready.wait(timeout_s):
             raise TimeoutError(f"simulated vehicle {self.config.instance} did not start within {timeout_s} s")
         if self._error is not None:
+            self._thread = None
+            where = f"udp {self.config.listen_host}:{self.config.listen_port}"
+            if isinstance(self._error, OSError):
+                raise OSError(self._error.errno, f"simulated vehicle {self.config.instance} cannot listen on {where}: "
+                                                 f"{self._error.strerror or self._error}") from self._error
             raise RuntimeError(f"simulated vehicle {self.config.instance} failed to start: {self._error}") from self._error
         return self
 

@@ -39,3 +39,15 @@ def test_sim_vehicle_rejects_bad_home(capsys: pytest.CaptureFixture[str]) -> Non
         main(["sim", "vehicle", "--home", "30.1"])
     assert e.value.code == 2
     assert "--home must be LAT,LON[,ALT]" in capsys.readouterr().err
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    from simulators.vehicle import SimVehicle, VehicleConfig
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on udp 127.0.0.1:{port}"):
+            SimVehicle(VehicleConfig(listen_host="127.0.0.1", listen_port=port, gcs_port=free_udp_port())).start()

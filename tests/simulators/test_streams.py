@@ -65,3 +65,17 @@ def test_real_time_rates_are_px4_like() -> None:
     pos = got["GLOBAL_POSITION_INT"]
     dt_sim = (pos[-1][1].time_boot_ms - pos[0][1].time_boot_ms) / 1000.0
     assert dt_sim == pytest.approx(pos[-1][0] - pos[0][0], abs=0.15)
+
+
+@pytest.mark.timeout(30)
+def test_gps_noise_scatters_reported_position_around_the_truth() -> None:
+    import statistics
+
+    got, v = listen(speed=10.0, seconds=1.5, gps_noise_m=3.0, seed=7)
+    pos = [m for _, m in got["GLOBAL_POSITION_INT"]]
+    assert len(pos) > 20
+    north = [(m.lat / 1e7 - v.config.home_lat) * 111_195.0 for m in pos]
+    sd = statistics.pstdev(north)
+    assert 1.5 < sd < 4.5  # about the configured 3 m, and not zero
+    assert abs(statistics.fmean(north)) < 2.0
+    assert v.state.lat == pytest.approx(v.config.home_lat, abs=1e-9)  # the true pose is not noisy
