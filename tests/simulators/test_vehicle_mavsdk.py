@@ -133,3 +133,33 @@ def test_several_vehicles_on_distinct_ports() -> None:
     finally:
         for v in fleet:
             v.stop()
+
+
+def test_action_hold_and_return_to_launch() -> None:
+    v = vehicle()
+
+    async def run() -> None:
+        async with connect(v.connection_url) as c:
+            await c.action.set_return_to_launch_altitude(15.0)
+            await c.action.set_takeoff_altitude(10.0)
+            await c.action.arm()
+            await c.action.takeoff()
+            await wait_for(lambda: v.state.rel_alt_m > 9.5, 20, "takeoff")
+            la, lo = offset(HOME[0], HOME[1], 60, 40)
+            await c.action.goto_location(la, lo, HOME[2] + 10.0, 0.0)
+            await wait_for(lambda: v.state.ground_speed_m_s > 3.0, 10, "moving")
+            await c.action.hold()
+            await first(c.telemetry.subscribe_flight_mode(), lambda m: m.name == "HOLD", 5, "HOLD")
+            await asyncio.sleep(0.5)
+            assert v.state.ground_speed_m_s < 0.5
+            await c.action.return_to_launch()
+            await first(c.telemetry.subscribe_flight_mode(), lambda m: m.name == "RETURN_TO_LAUNCH", 5, "RTL")
+            await wait_for(lambda: v.state.rel_alt_m > 14.0, 20, "climb to RTL_RETURN_ALT 15 m")
+            await first(c.telemetry.subscribe_armed(), lambda a: a is False, 60, "landed at home")
+            s = v.state
+            assert abs(s.lat - HOME[0]) < 2e-5 and abs(s.lon - HOME[1]) < 2e-5
+
+    try:
+        asyncio.run(run())
+    finally:
+        v.stop()
