@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from dispatch.models import AuditEntry, AuditHead
@@ -46,10 +46,17 @@ def entry_hash(
 
 
 def lock_head(session: Session) -> AuditHead:
-    """Lock and return the chain head (serialises mutating transactions on PostgreSQL)."""
+    """Lock and return the chain head (serialises mutating transactions on PostgreSQL).
+
+    Locked once per transaction; later calls in the same transaction reuse the row."""
+    tx = session.get_transaction()
+    cached = session.info.get("audit_head")
+    if cached is not None and cached[0] is tx:
+        return cached[1]
     head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
     if head is None:
         raise RuntimeError("audit_head row missing: database not migrated?")
+    session.info["audit_head"] = (tx, head)
     return head
 
 
@@ -75,6 +82,25 @@ def append(
     head.last_id = entry_id
     head.last_hash = digest
     return entry
+
+
+def append_many(session: Session, entries: list[tuple[datetime, str, str, str, dict[str, Any]]],
+                head: AuditHead | None = None) -> None:
+    """Append many entries (at, actor, action, target, detail) with one bulk INSERT."""
+    if not entries:
+        return
+    head = head or lock_head(session)
+    rows = []
+    last_id, last_hash = head.last_id, head.last_hash
+    for at, actor, action, target, detail in entries:
+        detail = json.loads(json.dumps(detail or {}, default=str))
+        last_id += 1
+        digest = entry_hash(last_hash, last_id, at, actor, action, target, detail)
+        rows.append({"id": last_id, "at": at, "actor": actor, "action": action, "target": target,
+                     "detail": detail, "prev_hash": last_hash, "hash": digest})
+        last_hash = digest
+    session.execute(insert(AuditEntry), rows)
+    head.last_id, head.last_hash = last_id, last_hash
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -91,6 +92,7 @@ class Ticket(Base):
     tier: Mapped[str] = mapped_column(String(20))
     priority: Mapped[int] = mapped_column(Integer)  # 0 = P0 highest
     lat: Mapped[float] = mapped_column(Float)  # inverse-variance mean of its incidents
+    cell: Mapped[int | None] = mapped_column(BigInteger)  # ~100 m grid cell of (lat, lon), for grouping
     lon: Mapped[float] = mapped_column(Float)
     error_m: Mapped[float] = mapped_column(Float)
     sum_w: Mapped[float] = mapped_column(Float)  # running sums for the weighted mean
@@ -119,6 +121,7 @@ class Ticket(Base):
 
     __table_args__ = (
         Index("ix_tickets_group", "class_name", "status", "lat"),
+        Index("ix_tickets_cell", "class_name", "cell"),
         Index("ix_tickets_grid_status", "grid_id", "status"),
         Index("ix_tickets_status", "status"),
         Index("ix_tickets_created", "created_at"),

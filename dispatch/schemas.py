@@ -6,13 +6,16 @@ Positions WGS-84 degrees, errors metres, times ISO-8601 (naive times are taken a
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vision.classes import PATROL_CLASSES
 
 ClassName = Literal[PATROL_CLASSES]  # type: ignore[valid-type]
+MAX_ID = 2_147_483_647
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="numeric id")]
 
 
 class EvidenceIn(BaseModel):
@@ -52,7 +55,7 @@ class IncidentOut(BaseModel):
 class ActionIn(BaseModel):
     action: str = Field(min_length=1, max_length=40, description="a workflow action, see GET /api/v1/workflow")
     comment: str | None = Field(None, max_length=4000, description="why (recorded with the transition)")
-    duplicate_of: int | None = Field(None, description="for mark_duplicate: the ticket this one repeats")
+    duplicate_of: int | None = Field(None, ge=1, le=MAX_ID, description="for mark_duplicate: the ticket this one repeats")
 
 
 class CommentIn(BaseModel):

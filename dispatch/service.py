@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import audit, outbox
@@ -23,7 +24,7 @@ from dispatch.core.security import Principal
 from dispatch.errors import ApiError
 from dispatch.evidence import CheckedImage, store
 from dispatch.grids import GridIndex
-from dispatch.models import Evidence, Incident, Ticket, TicketEvent
+from dispatch.models import Evidence, Incident, LiveEvent, Ticket, TicketEvent
 from dispatch.routing import Routing
 from dispatch.workflow import IllegalTransition, Workflow, next_state
 
@@ -149,6 +150,23 @@ def _actor(p: Principal | None) -> str:
 
 # ------------------------------------------------------------------------ ingest
 
+CELL_M = 100.0  # grouping cell size, metres (north-south)
+_CELL_DEG = CELL_M / 111_320.0
+
+
+def cell_of(lat: float, lon: float) -> int:
+    """Key of the ~100 m cell holding (lat, lon): row * 10^7 + column of a degree lattice."""
+    return int(math.floor((lat + 90.0) / _CELL_DEG)) * 10_000_000 + int(math.floor((lon + 180.0) / _CELL_DEG))
+
+
+def neighbour_cells(lat: float, lon: float, radius_m: float) -> list[int]:
+    """Every cell key a point within ``radius_m`` of (lat, lon) can fall in."""
+    iy = int(math.floor((lat + 90.0) / _CELL_DEG))
+    ix = int(math.floor((lon + 180.0) / _CELL_DEG))
+    ry = math.ceil(radius_m / CELL_M)
+    rx = math.ceil(radius_m / (CELL_M * max(math.cos(math.radians(lat)), 0.01)))
+    return [(iy + dy) * 10_000_000 + ix + dx for dy in range(-ry, ry + 1) for dx in range(-rx, rx + 1)]
+
 
 def _store_evidence(session: Session, rt: Runtime, img: CheckedImage, ticket_id: int | None, kind: str,
                     who: str, now: datetime) -> Evidence:
@@ -160,99 +178,240 @@ def _store_evidence(session: Session, rt: Runtime, img: CheckedImage, ticket_id:
     return ev
 
 
-def find_group(session: Session, rt: Runtime, class_name: str, lat: float, lon: float,
-               observed_at: datetime) -> Ticket | None:
-    """The nearest open ticket of the same class within the grouping radius and time window."""
-    radius = rt.settings.group_radius_m
-    dlat = math.degrees(radius / EARTH_R)
-    dlon = dlat / max(math.cos(math.radians(lat)), 1e-6)
-    since = observed_at - timedelta(seconds=rt.settings.group_window_s)
-    open_states = [s for s, st in rt.workflow.states.items() if not st.terminal]
-    rows = session.scalars(
-        select(Ticket).where(
-            Ticket.class_name == class_name,
-            Ticket.status.in_(open_states),
-            Ticket.lat.between(lat - dlat, lat + dlat),
-            Ticket.lon.between(lon - dlon, lon + dlon),
-            Ticket.last_seen_at >= since,
-        )
-    ).all()
-    best, best_d = None, radius
-    for t in rows:
-        d = distance_m(lat, lon, t.lat, t.lon)
-        if d <= best_d:
-            best, best_d = t, d
-    return best
+def _chunks(seq: list, n: int):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class _Candidates:
+    """Open tickets near a batch, bucketed by cell, updated as the batch is grouped."""
+
+    def __init__(self, radius_m: float, window_s: float) -> None:
+        self.radius, self.window = radius_m, timedelta(seconds=window_s)
+        self.by_cell: dict[tuple[str, int], list[Ticket]] = {}
+
+    def add(self, t: Ticket) -> None:
+        self.by_cell.setdefault((t.class_name, t.cell), []).append(t)
+
+    def move(self, t: Ticket, old_cell: int) -> None:
+        if old_cell != t.cell:
+            self.by_cell[(t.class_name, old_cell)].remove(t)
+            self.add(t)
+
+    def nearest(self, inc: IncidentData) -> Ticket | None:
+        best, best_d = None, self.radius
+        for c in neighbour_cells(inc.lat, inc.lon, self.radius):
+            for t in self.by_cell.get((inc.class_name, c), ()):
+                if t.last_seen_at < inc.observed_at - self.window:
+                    continue
+                d = distance_m(inc.lat, inc.lon, t.lat, t.lon)
+                if d <= best_d:
+                    best, best_d = t, d
+        return best
 
 
 def ingest(session: Session, rt: Runtime, inc: IncidentData, principal: Principal | None) -> IngestResult:
-    """Store one incident and attach it to its ticket (new or grouped); idempotent by external_id."""
-    audit.lock_head(session)  # serialise writers first (PostgreSQL replicas)
-    existing = session.execute(
-        select(Incident.id, Incident.ticket_id).where(Incident.external_id == inc.external_id)
-    ).first()
-    if existing:
-        return IngestResult(existing[0], existing[1], created=False)
-    if inc.class_name not in rt.routing.spec.classes:
-        raise ApiError(422, f"class_name: no routing rule for {inc.class_name!r}", "body.class_name")
-    grid = rt.grids.locate(inc.lon, inc.lat)
-    if grid is None:
-        raise ApiError(422, f"lat/lon: position ({inc.lat:.6f}, {inc.lon:.6f}) is outside every grid "
-                            f"({len(rt.grids)} grids loaded)", "body.lat")
-    if principal and not principal.sees_grid(grid.id):
-        raise ApiError(403, f"lat/lon: position lies in grid {grid.id!r}, not one of yours", "body.lat")
+    """Store one incident and attach it to its ticket (new or grouped); idempotent by
+    external_id. Raises :class:`ApiError` (nothing written) for a bad position or class."""
+    res = ingest_many(session, rt, [inc], principal)[0]
+    if isinstance(res, ApiError):
+        raise res
+    return res
+
+
+def ingest_many(session: Session, rt: Runtime, items: list[IncidentData],
+                principal: Principal | None) -> list[IngestResult | ApiError]:
+    """Ingest incidents in the caller's transaction, as one batch.
+
+    Per item, in order: a known ``external_id`` answers its stored ids (created False);
+    an unknown class or a position outside every grid (or outside a grid worker's grids)
+    gives an :class:`ApiError` for that item and writes nothing for it; otherwise the
+    incident joins the nearest open ticket of its class within ``group_radius_m`` seen
+    within ``group_window_s`` (tickets created earlier in the batch included), or opens a
+    new routed ticket. Writes are batched: one candidate query per class, bulk inserts of
+    incidents, events, audit entries (hash-chained) and one outbox row per touched ticket.
+    """
+    head = audit.lock_head(session)
     now = rt.clock.now()
     who = _actor(principal)
-    ticket = find_group(session, rt, inc.class_name, inc.lat, inc.lon, inc.observed_at)
-    w = _weight(inc.error_m)
-    ticket_created = ticket is None
-    if ticket is None:
-        ticket = _new_ticket(rt, inc, grid, now, w)
-        session.add(ticket)
-        session.flush()
-    else:
-        ticket.sum_w += w
-        ticket.sum_wlat += w * inc.lat
-        ticket.sum_wlon += w * inc.lon
-        ticket.lat, ticket.lon = ticket.sum_wlat / ticket.sum_w, ticket.sum_wlon / ticket.sum_w
-        ticket.error_m = 1.0 / math.sqrt(ticket.sum_w)
-        ticket.incident_count += 1
-        ticket.max_confidence = max(ticket.max_confidence, inc.confidence)
-        ticket.first_seen_at = min(ticket.first_seen_at, inc.observed_at)
-        ticket.last_seen_at = max(ticket.last_seen_at, inc.observed_at)
-        ticket.updated_at = now
-    ev = _store_evidence(session, rt, inc.evidence, ticket.id, "incident", who, now) if inc.evidence else None
-    if ev and ticket.evidence_id is None:
-        ticket.evidence_id = ev.id
-    row = Incident(external_id=inc.external_id, source=inc.source, class_name=inc.class_name, lat=inc.lat,
-                   lon=inc.lon, error_m=inc.error_m, confidence=inc.confidence, observed_at=inc.observed_at,
-                   received_at=now, drone_id=inc.drone_id, sortie_id=inc.sortie_id, frames_seen=inc.frames_seen,
-                   ticket_id=ticket.id, evidence_id=ev.id if ev else None, reported_by=who)
-    session.add(row)
-    session.flush()
-    kind = "created" if ticket_created else "incident_merged"
-    _event(session, ticket, now, kind, principal, to_status=ticket.status if ticket_created else None,
-           data={"incident_id": row.id, "external_id": inc.external_id, "source": inc.source})
-    audit.append(session, now, who, "incident.ingest", f"incident:{row.id}",
-                 {"external_id": inc.external_id, "ticket_id": ticket.id, "class_name": inc.class_name,
-                  "lat": inc.lat, "lon": inc.lon, "new_ticket": ticket_created})
-    _emit(session, rt, ticket, "ticket.created" if ticket_created else "ticket.updated", kind, now)
-    return IngestResult(row.id, ticket.id, created=True, ticket_created=ticket_created)
+    results: list[IngestResult | ApiError | None] = [None] * len(items)
+    existing: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(list({i.external_id for i in items}), 500):
+        q = select(Incident.external_id, Incident.id, Incident.ticket_id).where(Incident.external_id.in_(chunk))
+        for ext, iid, tid in session.execute(q):
+            existing[ext] = (iid, tid)
+    todo: list[tuple[int, IncidentData, Any]] = []
+    first_of: dict[str, int] = {}
+    repeats: list[tuple[int, int]] = []
+    for k, inc in enumerate(items):
+        if inc.external_id in existing:
+            iid, tid = existing[inc.external_id]
+            results[k] = IngestResult(iid, tid, created=False)
+        elif inc.external_id in first_of:
+            repeats.append((k, first_of[inc.external_id]))
+        elif inc.class_name not in rt.routing.spec.classes:
+            results[k] = ApiError(422, f"class_name: no routing rule for {inc.class_name!r}", "body.class_name")
+        else:
+            grid = rt.grids.locate(inc.lon, inc.lat)
+            if grid is None:
+                results[k] = ApiError(422, f"lat/lon: position ({inc.lat:.6f}, {inc.lon:.6f}) is outside every "
+                                           f"grid ({len(rt.grids)} grids loaded)", "body.lat")
+            elif principal and not principal.sees_grid(grid.id):
+                results[k] = ApiError(403, f"lat/lon: position lies in grid {grid.id!r}, not one of yours",
+                                      "body.lat")
+            else:
+                first_of[inc.external_id] = k
+                todo.append((k, inc, grid))
+    if todo:
+        _ingest_new(session, rt, todo, results, head, now, who)
+    for k, first in repeats:
+        r = results[first]
+        results[k] = IngestResult(r.incident_id, r.ticket_id, created=False) if isinstance(r, IngestResult) else r
+    return results  # type: ignore[return-value]
 
 
-def _new_ticket(rt: Runtime, inc: IncidentData, grid: Any, now: datetime, w: float) -> Ticket:
+_TICKET_UPDATE_COLS = ("lat", "lon", "cell", "sum_w", "sum_wlat", "sum_wlon", "error_m", "incident_count",
+                       "max_confidence", "first_seen_at", "last_seen_at", "updated_at", "evidence_id")
+
+
+def _load_candidates(session: Session, rt: Runtime, todo: list[tuple[int, IncidentData, Any]]) -> _Candidates:
+    """Open tickets (as plain records) in the cells around the batch, locked for update."""
+    cand = _Candidates(rt.settings.group_radius_m, rt.settings.group_window_s)
+    open_states = [s for s, st in rt.workflow.states.items() if not st.terminal]
+    since = min(inc.observed_at for _, inc, _ in todo) - cand.window
+    by_class: dict[str, set[int]] = {}
+    for _, inc, _ in todo:
+        by_class.setdefault(inc.class_name, set()).update(neighbour_cells(inc.lat, inc.lon, cand.radius))
+    table = Ticket.__table__
+    for cls, cells in by_class.items():
+        for chunk in _chunks(sorted(cells), 900):
+            q = select(table).where(table.c.class_name == cls, table.c.cell.in_(chunk),
+                                    table.c.status.in_(open_states), table.c.last_seen_at >= since)
+            for row in session.execute(q.with_for_update()).mappings():
+                cand.add(SimpleNamespace(**row))
+    return cand
+
+
+def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentData, Any]],
+                results: list, head: Any, now: datetime, who: str) -> None:
+    cand = _load_candidates(session, rt, todo)
+    assigned: list[tuple[int, IncidentData, Any, bool]] = []
+    new: list[Any] = []
+    updated: dict[int, Any] = {}
+    for k, inc, grid in todo:
+        w = _weight(inc.error_m)
+        t = cand.nearest(inc)
+        created = False
+        if t is None:
+            t = _new_ticket(rt, inc, grid, now, w)
+            cand.add(t)
+            new.append(t)
+            created = True
+        else:
+            old_cell = t.cell
+            t.sum_w += w
+            t.sum_wlat += w * inc.lat
+            t.sum_wlon += w * inc.lon
+            t.lat, t.lon = t.sum_wlat / t.sum_w, t.sum_wlon / t.sum_w
+            t.cell = cell_of(t.lat, t.lon)
+            t.error_m = 1.0 / math.sqrt(t.sum_w)
+            t.incident_count += 1
+            t.max_confidence = max(t.max_confidence, inc.confidence)
+            t.first_seen_at = min(t.first_seen_at, inc.observed_at)
+            t.last_seen_at = max(t.last_seen_at, inc.observed_at)
+            t.updated_at = now
+            cand.move(t, old_cell)
+            if t.id is not None:
+                updated[t.id] = t
+        assigned.append((k, inc, t, created))
+    table = Ticket.__table__
+    if new:  # one multi-row INSERT ... RETURNING, ids in parameter order
+        rows = [{c: getattr(t, c) for c in _TICKET_COLS} for t in new]
+        ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars()
+        for t, tid in zip(new, ids, strict=True):
+            t.id = tid
+    evidence_ids: dict[int, int] = {}
+    for k, inc, t, _ in assigned:
+        if inc.evidence is None:
+            continue
+        img = inc.evidence
+        rel = store(rt.settings.evidence_dir, img)
+        evidence_ids[k] = session.execute(insert(Evidence.__table__).returning(Evidence.__table__.c.id), [{
+            "sha256": img.sha256, "content_type": img.content_type, "size_bytes": len(img.data),
+            "width": img.width, "height": img.height, "path": rel, "ticket_id": t.id, "kind": "incident",
+            "uploaded_by": who, "created_at": now}]).scalar_one()
+        if t.evidence_id is None:
+            t.evidence_id = evidence_ids[k]
+            if not any(t is n for n in new):
+                updated[t.id] = t
+    if new and evidence_ids:
+        for t in new:
+            if t.evidence_id is not None:
+                session.execute(update(table).where(table.c.id == t.id).values(evidence_id=t.evidence_id))
+    if updated:
+        session.execute(
+            update(table).where(table.c.id == bindparam("t_id")).values(
+                {c: bindparam(f"t_{c}") for c in _TICKET_UPDATE_COLS}),
+            [{"t_id": t.id, **{f"t_{c}": getattr(t, c) for c in _TICKET_UPDATE_COLS}} for t in updated.values()],
+        )
+    inc_table = Incident.__table__
+    inc_rows = [{
+        "external_id": inc.external_id, "source": inc.source, "class_name": inc.class_name, "lat": inc.lat,
+        "lon": inc.lon, "error_m": inc.error_m, "confidence": inc.confidence, "observed_at": inc.observed_at,
+        "received_at": now, "drone_id": inc.drone_id, "sortie_id": inc.sortie_id, "frames_seen": inc.frames_seen,
+        "ticket_id": t.id, "evidence_id": evidence_ids.get(k), "reported_by": who,
+    } for k, inc, t, _ in assigned]
+    ids = session.execute(insert(inc_table).returning(inc_table.c.id, sort_by_parameter_order=True),
+                          inc_rows).scalars().all()
+    events, entries = [], []
+    role, _, name = who.partition(":")
+    name = name.rsplit("#", 1)[0] if name else role
+    touched: dict[int, tuple[Any, bool]] = {}
+    for (k, inc, t, created), iid in zip(assigned, ids, strict=True):
+        results[k] = IngestResult(iid, t.id, created=True, ticket_created=created)
+        touched.setdefault(t.id, (t, created))
+        kind = "created" if created else "incident_merged"
+        events.append({"ticket_id": t.id, "at": now, "kind": kind, "action": None, "from_status": None,
+                       "to_status": t.status if created else None, "actor": name, "actor_role": role,
+                       "comment": None, "stage": None, "duration_s": None, "on_time": None,
+                       "data": {"incident_id": iid, "external_id": inc.external_id, "source": inc.source}})
+        entries.append((now, who, "incident.ingest", f"incident:{iid}",
+                        {"external_id": inc.external_id, "ticket_id": t.id, "class_name": inc.class_name,
+                         "lat": inc.lat, "lon": inc.lon, "new_ticket": created}))
+    session.execute(insert(TicketEvent.__table__), events)
+    audit.append_many(session, entries, head)
+    outbox_rows = []
+    for t, created in touched.values():
+        payload = ticket_json(rt, t)
+        payload["change"] = "created" if created else "incident_merged"
+        outbox_rows.append({"at": now, "topic": "ticket.created" if created else "ticket.updated",
+                            "payload": payload, "grid_id": t.grid_id, "tier": t.tier, "class_name": t.class_name,
+                            "priority": t.priority})
+    session.execute(insert(LiveEvent.__table__), outbox_rows)
+
+
+_TICKET_COLS = ("class_name", "status", "tier", "priority", "lat", "lon", "cell", "error_m", "sum_w", "sum_wlat",
+                "sum_wlon", "grid_id", "worker_id", "area_type", "lead_department", "co_departments", "checklist",
+                "incident_count", "max_confidence", "first_seen_at", "last_seen_at", "created_at", "updated_at",
+                "stage_started_at", "sla_stage", "sla_due_at", "overdue", "escalations", "duplicate_of", "closed_at",
+                "evidence_id")
+
+
+def _new_ticket(rt: Runtime, inc: IncidentData, grid: Any, now: datetime, w: float) -> SimpleNamespace:
+    """A new ticket record (inserted by the caller) routed by the rules for the incident's class."""
     rule = rt.routing.rule(inc.class_name)
     status = rt.workflow.initial
     stage = rt.workflow.states[status].stage
     due = now + timedelta(seconds=rt.routing.stage_seconds(inc.class_name, stage, grid.area_type)) if stage else None
-    return Ticket(
-        class_name=inc.class_name, status=status, tier=rt.routing.tiers[0], priority=rule.priority,
-        lat=inc.lat, lon=inc.lon, error_m=max(inc.error_m, 1.0), sum_w=w, sum_wlat=w * inc.lat, sum_wlon=w * inc.lon,
+    return SimpleNamespace(
+        id=None, class_name=inc.class_name, status=status, tier=rt.routing.tiers[0], priority=rule.priority,
+        lat=inc.lat, lon=inc.lon, cell=cell_of(inc.lat, inc.lon), error_m=max(inc.error_m, 1.0), sum_w=w,
+        sum_wlat=w * inc.lat, sum_wlon=w * inc.lon,
         grid_id=grid.id, worker_id=grid.worker_id, area_type=grid.area_type, lead_department=rule.lead,
         co_departments=[d for d in rule.co if d != rule.lead], checklist=rt.routing.checklist(inc.class_name),
         incident_count=1, max_confidence=inc.confidence, first_seen_at=inc.observed_at,
         last_seen_at=inc.observed_at, created_at=now, updated_at=now, stage_started_at=now, sla_stage=stage,
-        sla_due_at=due, overdue=False, escalations=0,
+        sla_due_at=due, overdue=False, escalations=0, evidence_id=None, duplicate_of=None, closed_at=None,
     )
 
 

@@ -12,6 +12,7 @@ from dispatch.core.security import Principal
 from dispatch.deps import get_runtime, get_session, require_roles
 from dispatch.errors import ApiError
 from dispatch.models import Evidence, Ticket
+from dispatch.schemas import IdPath
 from dispatch.service import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["evidence"])
@@ -20,7 +21,7 @@ EVIDENCE_ROLES = ("operator", "dispatcher", "department", "grid_worker")
 
 @router.get("/evidence/{evidence_id}", response_class=FileResponse,
             responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, 403: {}, 404: {}})
-def evidence(evidence_id: int, principal: Principal = Depends(require_roles(*EVIDENCE_ROLES)),
+def evidence(evidence_id: IdPath, principal: Principal = Depends(require_roles(*EVIDENCE_ROLES)),
              session: Session = Depends(get_session), rt: Runtime = Depends(get_runtime)) -> FileResponse:
     """The image bytes. Viewers get 403; grid workers only for tickets in their grids."""
     ev = session.get(Evidence, evidence_id)

@@ -17,6 +17,7 @@ from dispatch.deps import current_principal, get_runtime, get_session
 from dispatch.errors import ApiError
 from dispatch.models import Ticket
 from dispatch.queries import TicketFilter, search_tickets, split_list
+from dispatch.schemas import IdPath
 from dispatch.service import Runtime, _iso
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -102,7 +103,7 @@ def requests(
 
 
 @router.get("/requests/{request_id}.json")
-def request_one(request_id: int, rt: Runtime = Depends(get_runtime), principal: Principal = Depends(current_principal),
+def request_one(request_id: IdPath, rt: Runtime = Depends(get_runtime), principal: Principal = Depends(current_principal),
                 session: Session = Depends(get_session)) -> list[dict]:
     """One service request (a list of one, as GeoReport v2 answers)."""
     t = session.get(Ticket, request_id)

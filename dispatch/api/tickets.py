@@ -20,7 +20,16 @@ from dispatch.queries import (
     ticket_events,
     ticket_incidents,
 )
-from dispatch.schemas import ActionIn, CommentIn, ErrorOut, EventOut, TicketDetail, TicketOut, TicketPage
+from dispatch.schemas import (
+    ActionIn,
+    CommentIn,
+    ErrorOut,
+    EventOut,
+    IdPath,
+    TicketDetail,
+    TicketOut,
+    TicketPage,
+)
 from dispatch.service import Runtime, _iso, add_comment, add_photo, apply_action, get_ticket_for, ticket_json
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
@@ -70,7 +79,7 @@ def list_tickets(
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketDetail, responses={404: {"model": ErrorOut}, **AUTH_ERRORS})
-def get_ticket(ticket_id: int, principal: Principal = Depends(current_principal),
+def get_ticket(ticket_id: IdPath, principal: Principal = Depends(current_principal),
                session: Session = Depends(get_session), rt: Runtime = Depends(get_runtime)) -> dict:
     """One ticket with its history (every transition: who, when, why) and its incidents."""
     t = get_ticket_for(session, ticket_id, principal)
@@ -87,7 +96,7 @@ def get_ticket(ticket_id: int, principal: Principal = Depends(current_principal)
 
 
 @router.get("/tickets/{ticket_id}/events", response_model=list[EventOut], responses=AUTH_ERRORS)
-def get_events(ticket_id: int, principal: Principal = Depends(current_principal),
+def get_events(ticket_id: IdPath, principal: Principal = Depends(current_principal),
                session: Session = Depends(get_session)) -> list[dict]:
     t = get_ticket_for(session, ticket_id, principal)
     return [event_json(e) for e in ticket_events(session, t.id)]
@@ -96,7 +105,7 @@ def get_events(ticket_id: int, principal: Principal = Depends(current_principal)
 @router.post("/tickets/{ticket_id}/actions", response_model=TicketOut,
              responses={409: {"model": ErrorOut, "description": "not allowed in the current state"},
                         404: {"model": ErrorOut}, 422: {"model": ErrorOut}, **AUTH_ERRORS})
-def act(ticket_id: int, body: ActionIn, request: Request,
+def act(ticket_id: IdPath, body: ActionIn, request: Request,
         principal: Principal = Depends(require_roles(*ACTORS)), rt: Runtime = Depends(get_runtime)) -> dict:
     """Move the ticket along 受理 → 分析 → 流转 → 处置 → 督办 → 考核 (or reject / mark
     duplicate / reopen / send back). An action not allowed now answers 409 with
@@ -107,7 +116,7 @@ def act(ticket_id: int, body: ActionIn, request: Request,
 
 @router.post("/tickets/{ticket_id}/comments", response_model=EventOut, status_code=201,
              responses={404: {"model": ErrorOut}, **AUTH_ERRORS})
-def comment(ticket_id: int, body: CommentIn, request: Request,
+def comment(ticket_id: IdPath, body: CommentIn, request: Request,
             principal: Principal = Depends(require_roles(*ACTORS, "operator")),
             rt: Runtime = Depends(get_runtime)) -> dict:
     return write(request, lambda s: event_json(add_comment(s, rt, ticket_id, body.text, principal)))
@@ -115,7 +124,7 @@ def comment(ticket_id: int, body: CommentIn, request: Request,
 
 @router.post("/tickets/{ticket_id}/photos", status_code=201,
              responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 404: {"model": ErrorOut}, **AUTH_ERRORS})
-def photo(ticket_id: int, request: Request, file: UploadFile = File(..., description="JPEG or PNG"),
+def photo(ticket_id: IdPath, request: Request, file: UploadFile = File(..., description="JPEG or PNG"),
           caption: str | None = Form(None, max_length=2000),
           principal: Principal = Depends(require_roles(*ACTORS)), rt: Runtime = Depends(get_runtime)) -> dict:
     """Attach an on-site photo (grid worker / department), multipart form field ``file``."""
