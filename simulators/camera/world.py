@@ -17,6 +17,7 @@ fields repeat with period ``extent_m`` (so the world has no edge).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -82,6 +83,30 @@ def _periodic_noise(rng: np.random.Generator, size: int, sigma_px: float) -> np.
     return (0.5 + 0.18 * n).clip(0, 1).astype(np.float32)
 
 
+_N_TEXTURES = 8
+
+
+@functools.lru_cache(maxsize=_N_TEXTURES)
+def _texture(variant: int) -> np.ndarray:
+    """Fine ground texture (shared by worlds; ``variant`` < ``_N_TEXTURES``): 512 x 512 x 4 uint8
+    channels grain (128 = neutral), crop-row stripes, grain, grain. Period 128 m."""
+    rng = np.random.default_rng([variant, 0x7E7])
+    fine = _periodic_noise(rng, _TEX_PX, 1.5)  # 0.4 m grain
+    mid = _periodic_noise(rng, _TEX_PX, 10)  # 2.5 m crowns / moisture
+    y = np.arange(_TEX_PX, dtype=np.float32)
+    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * y / (_TEX_PX / 100))[:, None] * np.ones((1, _TEX_PX), np.float32)
+    grain = np.clip(128 + 140 * (fine + mid - 1.0), 0, 255)
+    tex = np.stack([grain, 255 * stripes, grain, grain], -1).astype(np.uint8)
+    tex.flags.writeable = False
+    return tex
+
+
+@functools.lru_cache(maxsize=64)
+def local_frame(lat0: float, lon0: float) -> LocalFrame:
+    """A cached :class:`LocalFrame` (building pyproj transformers costs ~50 ms)."""
+    return LocalFrame(lat0, lon0)
+
+
 class World:
     """A procedural scene around (``origin_lat``, ``origin_lon``) with planted objects.
 
@@ -97,7 +122,7 @@ class World:
         self.origin_lon = float(origin_lon)
         self.ground_alt_m = float(ground_alt_m)
         self.extent_m = float(extent_m)
-        self.frame = LocalFrame(self.origin_lat, self.origin_lon)
+        self.frame = local_frame(self.origin_lat, self.origin_lon)
         rng = np.random.default_rng([self.seed, 0xCA3])
         self.season = _SEASONS[int(rng.integers(4))]
         self._build_layout(rng)
@@ -150,31 +175,28 @@ class World:
         self.lc_thresh = np.array([np.quantile(x, 1 - f) for x, f in zip((forest, water, village), frac * [1, 0.3, 1], strict=True)],
                                   np.float32)
         self.lc = np.stack([forest, water, village], -1)
-        fine = _periodic_noise(rng, _TEX_PX, 1.5)  # 0.4 m grain
-        mid = _periodic_noise(rng, _TEX_PX, 10)  # 2.5 m crowns / moisture
-        y = np.arange(_TEX_PX, dtype=np.float32)
-        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * y / (_TEX_PX / 100))[:, None] * np.ones((1, _TEX_PX), np.float32)
-        grain = np.clip(128 + 140 * (fine + mid - 1.0), 0, 255)
-        self.tex = np.stack([grain, 255 * stripes, grain, grain], -1).astype(np.uint8)
+        self.tex = _texture(int(rng.integers(_N_TEXTURES)))
 
     def _build_village(self, rng: np.random.Generator) -> None:
         """A periodic block of 16 x 16 house lots (material, colour variant, roof-slope shade)."""
         lots = 16
-        h, w = int(round(lots * self.house_b / _VIL_RES_M)), int(round(lots * self.house_a / _VIL_RES_M))
-        yy, xx = np.mgrid[:h, :w].astype(np.float32)
-        la, lb = xx * _VIL_RES_M / self.house_a, yy * _VIL_RES_M / self.house_b
-        ja, jb = np.floor(la).astype(np.int32), np.floor(lb).astype(np.int32)
-        fa, fb = la - ja, lb - jb
-        size = rng.uniform(0.6, 0.8, (lots, lots))
-        occupied = rng.random((lots, lots)) < 0.85
-        variant = rng.integers(0, 256, (lots, lots))
-        sz = size[jb, ja]
-        roof = occupied[jb, ja] & (np.abs(fa - 0.5) < sz / 2) & (np.abs(fb - 0.5) < sz / 2 * 0.85)
+        la, lb = self.house_a / _VIL_RES_M, self.house_b / _VIL_RES_M  # lot size in pixels
+        h, w = int(round(lots * lb)), int(round(lots * la))
         tex = np.zeros((h, w, 4), np.uint8)
-        tex[..., 0] = np.where(roof, _ROOF, _VILLAGE)
-        ridge = np.abs(fb - 0.5) < 0.03
-        tex[..., 1] = (variant[jb, ja] + ridge) & 255
-        tex[..., 2] = np.where(fb > 0.5, 106, 128)
+        tex[..., 0] = _VILLAGE
+        tex[..., 2] = 128
+        for j in range(lots):
+            for i in range(lots):
+                if rng.random() > 0.85:
+                    continue
+                sz = rng.uniform(0.6, 0.8)
+                cx, cy = (i + 0.5) * la, (j + 0.5) * lb
+                x0, x1 = int(cx - sz * la / 2), int(cx + sz * la / 2)
+                y0, y1 = int(cy - sz * 0.85 * lb / 2), int(cy + sz * 0.85 * lb / 2)
+                var = int(rng.integers(0, 255))
+                tex[y0:y1, x0:x1, :3] = (_ROOF, var, 128)
+                tex[int(cy):y1, x0:x1, 2] = 106  # the far slope is in shade
+                tex[int(cy) - 1:int(cy) + 1, x0:x1, 1] = var + 1  # ridge
         self.village_tex = tex
 
     def _build_palette(self, rng: np.random.Generator) -> None:
