@@ -111,7 +111,7 @@ def _rotate_xy(a: np.ndarray, angle_deg: float) -> np.ndarray:
     return np.column_stack([a[:, 0] * c - a[:, 1] * s, a[:, 0] * s + a[:, 1] * c])
 
 
-def sweep_segments(region_rot: Polygon | MultiPolygon, spacing: float, min_len: float = 1.0) -> np.ndarray:
+def sweep_segments(region_rot: Polygon | MultiPolygon, spacing: float, min_len: float = 1.0, phase: float = 0.0) -> np.ndarray:
     """Horizontal lines ``spacing`` apart clipped to ``region_rot``: rows (line_index, u0, u1, v).
 
     Lines are centred in the region's height so both outer margins are equal and at most
@@ -122,6 +122,13 @@ def sweep_segments(region_rot: Polygon | MultiPolygon, spacing: float, min_len: 
     n = max(1, math.ceil(height / spacing - 1e-9))
     v0 = miny + (height - (n - 1) * spacing) / 2.0
     vs = v0 + spacing * np.arange(n)
+    if phase:
+        # shifted by a fraction of the spacing (one more line so both edges stay swept)
+        vs = v0 + spacing * (phase + np.arange(-1, n + 1))
+        vs = vs[(vs > miny) & (vs < maxy)]
+        n = len(vs)
+        if n == 0:
+            return np.zeros((0, 4))
     coords = np.empty((n, 2, 2))
     coords[:, 0, 0], coords[:, 1, 0] = minx - 1.0, maxx + 1.0
     coords[:, 0, 1] = coords[:, 1, 1] = vs
@@ -321,7 +328,7 @@ def plan_part(
     model: FlightModel,
     start: Point2 = (0.0, 0.0),
     angle_deg: float | None = None,
-    full_evaluations: int = 2,
+    full_evaluations: int = 4,
 ) -> CellRoute | None:
     """Route over one connected ``region`` (local metres) that stays inside ``free``.
 
@@ -349,37 +356,47 @@ def plan_part(
     scored = []
     for a in cands:
         rot = affinity.rotate(region, -a, origin=(0.0, 0.0))
-        segs = sweep_segments(rot, p.spacing_m, p.min_segment_m)
-        if not len(segs):
-            # tiny region: one short line through its middle
-            pt = rot.representative_point()
-            row = sweep_segments_at(rot, pt.y, 0.0)
-            if not row:
-                continue
-            segs = np.asarray([[0.0, row[0][0], row[0][1], pt.y]])
-        scored.append((_estimate_cost_m(segs, p.spacing_m, turn_m), a, rot, segs))
+        for phase in (0.0,) if convex else (0.0, -0.25, 0.25):
+            segs = sweep_segments(rot, p.spacing_m, p.min_segment_m, phase)
+            if not len(segs):
+                # tiny region: one short line through its middle
+                pt = rot.representative_point()
+                row = sweep_segments_at(rot, pt.y, 0.0)
+                if not row:
+                    continue
+                segs = np.asarray([[0.0, row[0][0], row[0][1], pt.y]])
+            scored.append((_estimate_cost_m(segs, p.spacing_m, turn_m), a, rot, segs))
     if not scored:
         return None
     scored.sort(key=lambda t: t[0])
     best = None
+    goal = 1.0 - p.max_unimaged - 1e-9
     for _, a, rot, segs in scored[: 1 if convex else full_evaluations]:
         covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
-        if p.fill_gaps:
+        imaged = shapely.intersection(covered, rot).area
+        for _ in range(2 if p.fill_gaps else 0):  # a second pass catches what the first lines missed
+            if imaged >= goal * rot.area:
+                break
             extra = _gap_segments(rot, covered, segs, p)
-            if len(extra):
-                segs = np.vstack([segs, extra])
-                covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
+            if not len(extra):
+                break
+            segs = np.vstack([segs, extra])
+            covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
+            imaged = shapely.intersection(covered, rot).area
+        ok = imaged >= goal * rot.area
+        if best is not None and best[0][0] == 0 and not ok:
+            continue  # a cheaper candidate cannot win without meeting the coverage goal
         t = math.radians(a)
         s_rot = (start[0] * math.cos(t) + start[1] * math.sin(t), -start[0] * math.sin(t) + start[1] * math.cos(t))
         fs = None if convex else FreeSpace(affinity.rotate(free, -a, origin=(0.0, 0.0)))
         pts_rot = _route_in_frame(segs, fs, s_rot)
         xy = _rotate_xy(np.asarray([(u, v) for u, v, _ in pts_rot]), a)
         cost = model.path_time_s(xy)
-        if best is None or cost < best[0]:
-            best = (cost, a, rot, segs, covered, pts_rot, xy)
+        key = (0, cost) if ok else (1, -imaged / rot.area)
+        if best is None or key < best[0]:
+            best = (key, cost, a, rot, segs, imaged, pts_rot, xy)
     assert best is not None
-    cost, a, rot, segs, covered, pts_rot, xy = best
-    imaged = shapely.intersection(covered, rot).area
+    _, cost, a, rot, segs, imaged, pts_rot, xy = best
     points = [RoutePoint(float(x), float(y), kind) for (x, y), (_, _, kind) in zip(xy, pts_rot, strict=True)]
     route = CellRoute(grid_id, part, points, a % 180.0, len(segs), float(imaged), float(region.area))
     route.length_m = polyline_length(xy)
