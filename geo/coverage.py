@@ -328,7 +328,7 @@ def plan_part(
     model: FlightModel,
     start: Point2 = (0.0, 0.0),
     angle_deg: float | None = None,
-    full_evaluations: int = 4,
+    full_evaluations: int = 6,
 ) -> CellRoute | None:
     """Route over one connected ``region`` (local metres) that stays inside ``free``.
 
