@@ -564,9 +564,8 @@ class SortieExecutor:
             # the vehicle changed mode on its own (failsafe)
             if self.phase == "mission" and st.flight_mode not in self.expected_modes and self.took_off:
                 if st.flight_mode in _AIR_MODES_RETURN or not st.in_air:
-                    reason = "low battery" if (
-                        math.isfinite(st.battery_pct) and st.battery_pct <= self.cfg.low_battery_pct + 10
-                    ) else f"vehicle switched to {st.flight_mode}"
+                    await asyncio.sleep(0.3)  # let the battery / status text that caused it arrive
+                    reason = self._failsafe_reason()
                     self.interrupt_reason = reason
                     self._event(
                         "failsafe",
@@ -593,6 +592,18 @@ class SortieExecutor:
                 self._landed_armed_since = None
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake(), timeout=0.2)
+
+    def _failsafe_reason(self) -> str:
+        """Why the autopilot left the mission: from its status texts and the battery."""
+        st = self.st
+        recent = " ".join(st.status_texts[-5:]).lower()
+        if "battery" in recent or (math.isfinite(st.battery_pct) and st.battery_pct <= self.cfg.low_battery_pct + 10):
+            return "low battery"
+        for word, why in (("gps", "GPS lost"), ("position", "position lost"), ("geofence", "geofence breach"),
+                          ("datalink", "data link lost")):
+            if word in recent:
+                return why
+        return f"vehicle switched to {st.flight_mode}"
 
     async def _wake(self) -> None:
         cmd_wait = asyncio.create_task(self._peek_command())
