@@ -4,6 +4,7 @@ event over a pass. Skipped only while the model file is absent."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ from vision.pipeline import VisionStage
 from vision.simpass import lawnmower_poses, plant_objects
 from vision.tracker import IncidentTracker
 
-MODEL = Path(__file__).resolve().parents[2] / "vision" / "models" / "skygrid-yolo.onnx"
+MODEL = Path(os.environ.get("SKYGRID_VISION_MODEL",
+                           Path(__file__).resolve().parents[2] / "vision" / "models" / "skygrid-yolo.onnx"))
 CAM = PRESETS["m3e"].scaled(640)
 LAT0, LON0, GROUND = 29.95, 120.61, 6.0
 INCIDENTS = ("illegal_structure", "straw_burning", "illegal_dumping", "hazmat_fire")
