@@ -158,3 +158,28 @@ def test_slow_dispatch_does_not_slow_submit(stub):
             c.submit(incident(20 + i))
         assert time.perf_counter() - t < 0.05
         assert c.flush(10) and len(c.results) == 3
+
+
+def test_stage_reports_each_incident_once_with_its_final_state(stub):
+    from geo.camera import PRESETS
+    from geo.georef import CameraPose
+    from vision.contracts import Detection, Frame
+    from vision.pipeline import VisionStage
+    from vision.tracker import IncidentTracker
+
+    class Fixed:
+        def detect(self, image):
+            return [Detection("hazmat_fire", 3, 0.8, (300, 220, 340, 260))]
+
+    s, url = stub
+    cam = PRESETS["m3e"].scaled(640)
+    pose = CameraPose(30.0, 120.0, 100.0, 20.0)
+    with DispatchClient(url, TOKEN) as c:
+        stage = VisionStage(Fixed(), IncidentTracker("rep", k=2, n=3), cam, reporter=c)
+        for i in range(6):
+            stage.process(Frame(image=np.zeros((480, 640, 3), np.uint8), camera=cam, pose=pose, frame_id=i, time_s=i))
+        stage.finish()
+        assert c.flush(10)
+    (only,) = s.incidents.values()
+    assert only["body"]["class_name"] == "hazmat_fire" and only["body"]["frames_seen"] == 6
+    assert only["body"]["evidence"]["content_type"] == "image/jpeg"
