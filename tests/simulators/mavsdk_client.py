@@ -167,3 +167,18 @@ async def fly_survey(c: Client, home_lat: float, home_lon: float, n: int = 40, t
     assert c.modes.index("RETURN_TO_LAUNCH") > c.modes.index("MISSION"), c.modes
     assert "Landing detected" in c.texts, c.texts
     return items
+
+
+async def upload_after_refusal(c: Client, mission_plan: MissionPlan, tries: int = 30) -> None:
+    """Upload right after a refused upload. MAVSDK 4.1 can answer BUSY for a moment while it
+    closes the failed transfer (with PX4 too); a client retries, so do we."""
+    from mavsdk.asyncio.plugins.mission import MissionError, MissionResult
+
+    for i in range(tries):
+        try:
+            await c.mission.upload_mission(mission_plan)
+            return
+        except MissionError as e:
+            if e.result != MissionResult.BUSY or i == tries - 1:
+                raise
+            await asyncio.sleep(0.1)

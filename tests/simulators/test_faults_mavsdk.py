@@ -11,7 +11,15 @@ from mavsdk.asyncio.plugins.mission import MissionError
 from mavsdk.plugins.geofence import FenceType, GeofenceData, Point, Polygon
 from mavsdk.plugins.mission import MissionResult
 
-from tests.simulators.mavsdk_client import connect, first, offset, plan, survey_items, wait_for
+from tests.simulators.mavsdk_client import (
+    connect,
+    first,
+    offset,
+    plan,
+    survey_items,
+    upload_after_refusal,
+    wait_for,
+)
 from tests.simulators.test_vehicle_mavsdk import HOME, vehicle
 
 pytestmark = pytest.mark.timeout(120)
@@ -141,10 +149,10 @@ def test_geofence_refuses_mission_crossing_exclusion_zone() -> None:
             assert len(down.polygons[0].points) == 4
             with pytest.raises(MissionError) as e:
                 await c.mission.upload_mission(plan(survey_items(HOME[0], HOME[1], n=12)))  # legs up to 60 m north
-            assert e.value.result in (MissionResult.DENIED, MissionResult.ERROR)
+            assert e.value.result == MissionResult.DENIED
             assert v.state.mission_count == 0
             # A survey that stays south of the zone is accepted.
-            await c.mission.upload_mission(plan(survey_items(HOME[0], HOME[1], n=6)))
+            await upload_after_refusal(c, plan(survey_items(HOME[0], HOME[1], n=6)))
             assert v.state.mission_count == 12
             await wait_for(lambda: any("Geofence violation" in t for t in c.texts), 5, "geofence status text")
 
@@ -189,18 +197,23 @@ def test_geofence_breach_fault_triggers_return() -> None:
         v.stop()
 
 
-def test_rejected_upload_then_accepted() -> None:
+@pytest.mark.parametrize(("ack", "expected"), [
+    (1, MissionResult.PROTOCOL_ERROR),  # MAV_MISSION_ERROR, as MAVSDK reports it
+    (4, MissionResult.TOO_MANY_MISSION_ITEMS),  # MAV_MISSION_NO_SPACE
+    (14, MissionResult.DENIED),  # MAV_MISSION_DENIED
+])
+def test_rejected_upload_then_accepted(ack: int, expected: MissionResult) -> None:
     v = vehicle()
 
     async def run() -> None:
         async with connect(v.connection_url) as c:
             items = survey_items(HOME[0], HOME[1], n=5)
-            v.faults.reject_next_upload()
+            v.faults.reject_next_upload(ack)
             with pytest.raises(MissionError) as e:
                 await c.mission.upload_mission(plan(items))
-            assert e.value.result != MissionResult.SUCCESS
+            assert e.value.result == expected
             assert v.state.mission_count == 0
-            await c.mission.upload_mission(plan(items))  # only the next one was rejected
+            await upload_after_refusal(c, plan(items))  # only the next upload was rejected
             assert v.state.mission_count == 10
 
     try:
