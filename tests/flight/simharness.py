@@ -1,4 +1,4 @@
-"""Helpers to fly against SkyGrid's simulated vehicle at 20x with free ports, and to
+"""Helpers to fly against SkyGrid's simulated vehicle at 30x with free ports, and to
 judge a flight from the simulator's *true* track (sampled in a thread, so it includes
 what happened while the link was down)."""
 
@@ -14,7 +14,7 @@ from tests.conftest import free_udp_port
 
 from .planfactory import HOME
 
-SPEED = 20.0
+SPEED = 30.0
 
 
 def start_sim(instance: int = 0, home: tuple[float, float] = HOME, **kw):
@@ -22,7 +22,7 @@ def start_sim(instance: int = 0, home: tuple[float, float] = HOME, **kw):
 
     cfg = VehicleConfig(instance=instance, home_lat=home[0], home_lon=home[1], home_alt_amsl=10.0,
                         speed_factor=kw.pop("speed_factor", SPEED), gcs_port=free_udp_port(),
-                        listen_port=free_udp_port(), rtl_alt_m=kw.pop("rtl_alt_m", 35.0), **kw)
+                        listen_port=free_udp_port(), rtl_alt_m=kw.pop("rtl_alt_m", 25.0), **kw)
     return SimVehicle(cfg).start()
 
 

@@ -1,4 +1,4 @@
-"""Flying plans end to end: MAVSDK over UDP against SkyGrid's simulated vehicle at 20x."""
+"""Flying plans end to end: MAVSDK over UDP against SkyGrid's simulated vehicle at 20-30x."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flight.fleet import Fleet
 from flight.flightlog import read_flight_events, read_flight_log
 
 from .planfactory import make_plan
-from .simharness import Recorder, TrackSampler, dist_m, start_sim, visits
+from .simharness import SPEED, Recorder, TrackSampler, dist_m, start_sim, visits
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,7 +23,7 @@ def fly(plan, sims, rec, tmp_path, cfg=None, **kw):
 
 
 def test_multi_grid_plan_every_waypoint_reached(tmp_path):
-    plan = make_plan([[(40, 40), (200, 40), (40, 200)]], lines=2, alt=30, sorties_per_drone=[[2, 1]])
+    plan = make_plan([[(40, 40), (200, 40), (40, 200)]], lines=2, alt=20, sorties_per_drone=[[2, 1]])
     rec = Recorder()
     sim = start_sim()
     try:
@@ -45,12 +45,12 @@ def test_multi_grid_plan_every_waypoint_reached(tmp_path):
     assert len(d0.logs) == 2
     poses = read_flight_log(d0.logs[0])
     assert len(poses) > 20 and all(p.sortie_id == "d0-s0" for p in poses)
-    assert any(p.in_air and abs(p.rel_alt_m - 30) < 2 for p in poses)
+    assert any(p.in_air and abs(p.rel_alt_m - 20) < 2 for p in poses)
     times = [p.time_s for p in poses]
     assert times == sorted(times)
-    # vehicle time follows the simulator's 20x clock
+    # vehicle time follows the simulator's clock (SPEED x wall)
     wall = poses[-1].wall_time - poses[0].wall_time
-    assert (times[-1] - times[0]) / wall == pytest.approx(20, rel=0.3)
+    assert (times[-1] - times[0]) / wall == pytest.approx(SPEED, rel=0.3)
     evs = read_flight_events(d0.logs[0])
     assert evs[0].kind == "sortie_start" and evs[-1].kind == "sortie_done"
     # back home at the end
@@ -60,15 +60,15 @@ def test_multi_grid_plan_every_waypoint_reached(tmp_path):
 
 @pytest.mark.parametrize("vehicle_rtl", [True, False], ids=["failsafe-rtl", "kept-flying"])
 def test_link_loss_mid_grid_resumes_from_last_reached(tmp_path, vehicle_rtl):
-    # MAVSDK declares a link lost after ~3 s without heartbeat: drop it for 5 s wall.
+    # MAVSDK declares a link lost after ~3 s without heartbeat: drop it for 5 s wall (at 20x).
     # With the data-link failsafe the vehicle returns and lands during the outage (100 s
     # at 20x); without, it keeps flying the mission (a longer grid, still going after it).
-    plan = make_plan([[(40, 40)]], lines=4 if vehicle_rtl else 10, size=120 if vehicle_rtl else 160, alt=30)
+    plan = make_plan([[(40, 40)]], lines=4 if vehicle_rtl else 10, size=120 if vehicle_rtl else 160, alt=20)
     wps = plan.sorties[0].waypoints
     rec = Recorder()
     # the simulator counts the data-link timeout in vehicle seconds; MAVSDK heartbeats
     # come every wall second = 20 vehicle seconds at 20x, so the timeout must exceed that
-    sim = start_sim(datalink_loss_rtl_s=30.0 if vehicle_rtl else None)
+    sim = start_sim(datalink_loss_rtl_s=30.0 if vehicle_rtl else None, speed_factor=20.0)
 
     def on_event(e):
         if e.kind == "item_reached" and e.data["item"] == 2 and "link_lost" not in rec.kinds():
@@ -102,7 +102,7 @@ def test_link_loss_mid_grid_resumes_from_last_reached(tmp_path, vehicle_rtl):
 
 @pytest.mark.parametrize("who", ["executor", "autopilot"])
 def test_low_battery_returns_and_follow_up_finishes_the_grid(tmp_path, who):
-    plan = make_plan([[(40, 40)]], lines=4, alt=30)
+    plan = make_plan([[(40, 40)]], lines=4, alt=20)
     wps = plan.sorties[0].waypoints
     rec = Recorder()
     sim = start_sim()
@@ -145,7 +145,7 @@ def test_low_battery_returns_and_follow_up_finishes_the_grid(tmp_path, who):
 
 
 def test_abort_returns_the_drone_and_hold_resume(tmp_path):
-    plan = make_plan([[(40, 40)], [(40, 40)]], lines=4, alt=30)
+    plan = make_plan([[(40, 40)], [(40, 40)]], lines=4, alt=20)
     rec = Recorder()
     sims = [start_sim(0), start_sim(1)]
     fleet_box = {}
@@ -190,7 +190,7 @@ def test_abort_returns_the_drone_and_hold_resume(tmp_path):
 
 
 def test_two_drones_fly_concurrently_and_one_failure_does_not_stop_the_other(tmp_path):
-    plan = make_plan([[(40, 40)], [(200, 40)], [(40, 200)]], lines=2, alt=30)
+    plan = make_plan([[(40, 40)], [(200, 40)], [(40, 200)]], lines=2, alt=20)
     rec = Recorder()
     far = (plan.home.lat + 0.05, plan.home.lon)  # 5.5 km north: outside the patrol area
     sims = [start_sim(0), start_sim(1), start_sim(2, home=far)]
@@ -221,7 +221,7 @@ def test_cli_reports_to_dispatch_and_obeys_its_abort(tmp_path):
 
     from .fakedispatch import FakeDispatch
 
-    plan = make_plan([[(40, 40)]], lines=6, alt=30)
+    plan = make_plan([[(40, 40)]], lines=6, alt=20)
     plan_path = tmp_path / "plan.json"
     plan.save(plan_path)
 
