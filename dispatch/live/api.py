@@ -1,6 +1,8 @@
 """HTTP/WebSocket endpoints of the live module.
 
-* ``GET  /api/v1/live/ws``   WebSocket; one JSON object per frame (see :class:`LiveEvent`).
+* ``GET  /api/v1/live/ws``   WebSocket; one JSON object per frame (see :class:`LiveEvent`), or
+  with ``?batch=1`` one JSON array per frame of the events ready at that moment (far fewer
+  frames under a burst: what a busy command-room wall or a relay should use).
 * ``GET  /api/v1/live/sse``  Server-Sent Events; ``id:`` is the outbox id of ticket events.
 * ``GET  /api/v1/live/drones`` the drones' last positions, tracks and recent events.
 * ``GET  /api/v1/live/config`` what the pages need: tile URL and display CRS (no secrets).
@@ -144,27 +146,46 @@ def _hello(hub: LiveHub, principal: Any, sub_after: int) -> LiveEvent:
                                  "principal": _principal_info(principal)})
 
 
-async def _events(hub: LiveHub, sub: Any) -> AsyncIterator[LiveEvent | None]:
-    """Replay then live events for one subscriber; yields ``None`` as a keep-alive tick.
+async def _batches(hub: LiveHub, sub: Any, max_batch: int = 2000) -> AsyncIterator[tuple[list[LiveEvent], str | None]]:
+    """Replay then live events for one subscriber, as (events, shared array frame or None):
+    whatever is ready now, so a burst costs one wake-up; ``([], None)`` is a keep-alive tick.
 
     Ends when the subscriber lagged too far behind (the client reconnects and replays).
     """
-    for ev in await hub.replay(sub):
-        yield ev
+    replayed = await hub.replay(sub)
+    for k in range(0, len(replayed), max_batch):
+        yield replayed[k:k + max_batch], None
+    q = sub.queue
     while True:
-        try:
-            ev = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
-        except TimeoutError:
-            yield None
-            continue
-        if ev is None:  # lagged or server stopping
+        if q.empty():
+            try:
+                first = await asyncio.wait_for(q.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                yield [], None
+                continue
+        else:
+            first = q.get_nowait()
+        chunks = [first]
+        while not q.empty() and sum(len(c.events) for c in chunks if c is not None) < max_batch:
+            chunks.append(q.get_nowait())
+        if any(c is None for c in chunks):  # lagged or server stopping
             return
-        if sub.fresh(ev):
-            yield ev
+        events = [ev for c in chunks for ev in c.events]
+        sub.pending -= len(events)
+        fresh = [ev for ev in events if sub.fresh(ev)]
+        if not fresh:
+            continue
+        shared = chunks[0].frame if len(chunks) == 1 and len(fresh) == len(events) else None
+        yield fresh, shared
+
+
+def _sse_chunk(batch: list[LiveEvent]) -> str:
+    return "".join(f"data: {ev.encoded}\n\n" if ev.id is None else f"id: {ev.id}\ndata: {ev.encoded}\n\n"
+                   for ev in batch)
 
 
 def locate_plan_error(body: dict[str, Any]) -> str:
-    """' (at sorties[3], id 's3')' naming the first sortie/grid that does not parse, or ''."""
+    """' (at sorties[3], id 's3': ...)' naming the first sortie/grid that does not parse, or ''."""
     from geo.plan_schema import PlannedGrid, Sortie, Waypoint
 
     for key, build in (("sorties", lambda s: Sortie(**{**s, "waypoints": [Waypoint(**w) for w in s["waypoints"]]})),
@@ -217,6 +238,7 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
         try:
             flt = _build_filter(principal, websocket.query_params)
             after = _after(websocket.query_params.get("after"), "after")
+            batched = websocket.query_params.get("batch", "0") not in ("0", "", "false")
         except ValueError as e:
             await websocket.accept()
             await websocket.send_text(json.dumps({"id": None, "topic": "error", "data": {"detail": str(e)}},
@@ -229,11 +251,14 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
             await websocket.send_text(_hello(hub, principal, sub.skip_upto).encoded)
 
             async def send_loop() -> None:
-                async for ev in _events(hub, sub):
-                    if ev is None:
+                async for batch, frame in _batches(hub, sub):
+                    if not batch:
                         await websocket.send_text('{"id":null,"topic":"ping","data":{}}')
+                    elif batched:  # ?batch=1: one frame, a JSON array of the events ready now
+                        await websocket.send_text(frame or "[" + ",".join(ev.encoded for ev in batch) + "]")
                     else:
-                        await websocket.send_text(ev.encoded)
+                        for ev in batch:
+                            await websocket.send_text(ev.encoded)
 
             async def recv_loop() -> None:
                 while True:
@@ -280,13 +305,8 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
             try:
                 yield "retry: 2000\n\n"
                 yield f"event: hello\ndata: {_hello(hub, principal, sub.skip_upto).encoded}\n\n"
-                async for ev in _events(hub, sub):
-                    if ev is None:
-                        yield ": ping\n\n"
-                    elif ev.id is None:
-                        yield f"data: {ev.encoded}\n\n"
-                    else:
-                        yield f"id: {ev.id}\ndata: {ev.encoded}\n\n"
+                async for batch, _frame in _batches(hub, sub):
+                    yield _sse_chunk(batch) if batch else ": ping\n\n"
             finally:
                 hub.unsubscribe(sub)
 

@@ -37,6 +37,23 @@ log = logging.getLogger("dispatch.live")
 GAP_WAIT_S = 5.0  # how long a missing outbox id is awaited (a transaction committing late)
 
 
+class Chunk:
+    """Events published together that one filter let through; shared by every subscriber
+    with an equal filter, so the JSON-array frame is built once for all of them."""
+
+    __slots__ = ("events", "_frame")
+
+    def __init__(self, events: list[LiveEvent]) -> None:
+        self.events = events
+        self._frame: str | None = None
+
+    @property
+    def frame(self) -> str:
+        if self._frame is None:
+            self._frame = "[" + ",".join(ev.encoded for ev in self.events) + "]"
+        return self._frame
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One connected stream.
@@ -52,14 +69,18 @@ class Subscriber:
     queue_max: int = 5000
     lagged: bool = False
 
-    def offer(self, ev: LiveEvent) -> None:
-        if self.lagged or not self.filter.matches(ev):
+    pending: int = 0  # events queued, not yet taken by the sender
+
+    def offer(self, chunk: Chunk) -> None:
+        """Queue a chunk (already filtered for this subscriber's filter)."""
+        if self.lagged:
             return
-        if self.queue.qsize() >= self.queue_max:
+        if self.pending + len(chunk.events) > self.queue_max:
             self.lagged = True
             self.queue.put_nowait(None)  # wake the sender so it closes the stream
             return
-        self.queue.put_nowait(ev)
+        self.pending += len(chunk.events)
+        self.queue.put_nowait(chunk)
 
     def fresh(self, ev: LiveEvent) -> bool:
         """True unless this ticket event was already delivered by the replay."""
@@ -178,16 +199,29 @@ class LiveHub:
     # -- publishing ----------------------------------------------------------------------
     def publish(self, ev: LiveEvent) -> None:
         """Fan one event out to the local subscribers (event-loop thread only)."""
-        if ev.topic.startswith(DRONE_PREFIX):
-            self.drones.apply(ev)
-        self.published += 1
+        self.publish_many([ev])
+
+    def publish_many(self, evs: list[LiveEvent]) -> None:
+        """Fan events out: filtered once per distinct filter, one queue entry per subscriber."""
+        if not evs:
+            return
+        for ev in evs:
+            if ev.topic.startswith(DRONE_PREFIX):
+                self.drones.apply(ev)
+        self.published += len(evs)
+        chunks: dict[EventFilter, Chunk | None] = {}
         for sub in self.subscribers:
-            sub.offer(ev)
+            flt = sub.filter
+            if flt not in chunks:
+                matched = [ev for ev in evs if flt.matches(ev)]
+                chunks[flt] = Chunk(matched) if matched else None
+            chunk = chunks[flt]
+            if chunk is not None:
+                sub.offer(chunk)
 
     async def publish_drone(self, topic: str, events: list[LiveEvent]) -> None:
         """Publish drone events locally now, then store them for the other processes."""
-        for ev in events:
-            self.publish(ev)
+        self.publish_many(events)
         await asyncio.to_thread(store.feed_append, self.engine, self.origin, topic, [e.to_dict() for e in events])
 
     # -- tailing -------------------------------------------------------------------------
@@ -213,19 +247,19 @@ class LiveHub:
             evs, late, feed = await asyncio.to_thread(self._read, engine)
             for ev in late:
                 self._missing.pop(ev.id, None)
-                self.publish(ev)
+            self.publish_many(late)
             for ev in evs:
                 self._note_gap(ev.id)
                 self.cursor = max(self.cursor, ev.id)
-                self.publish(ev)
+            self.publish_many(evs)
+            remote: list[LiveEvent] = []
             for row_id, origin, items in feed:
                 self.feed_cursor = row_id
                 if origin == self.origin:
                     continue
-                for item in items:
-                    self.publish(LiveEvent.make(**{k: item.get(k) for k in
-                                                   ("id", "topic", "at", "data", "grid_id", "tier", "class_name",
-                                                    "priority")}))
+                remote += [LiveEvent.make(**{k: item.get(k) for k in ("id", "topic", "at", "data", "grid_id", "tier",
+                                                                       "class_name", "priority")}) for item in items]
+            self.publish_many(remote)
             n += len(evs) + len(late) + len(feed)
             if len(evs) < 1000 and len(feed) < 500:
                 break

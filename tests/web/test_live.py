@@ -257,3 +257,21 @@ def test_plan_put_get_and_bad_plan_keeps_the_old_one(server, points) -> None:
     got = httpx.get(f"{server.url}/api/v1/plan", headers=server.h("tok-viewer")).json()
     assert got["sorties"][0]["id"] == "s0" and got["grids"][0]["id"] == G1
     assert httpx.put(f"{server.url}/api/v1/plan", json=plan, headers=server.h("tok-dispatcher")).status_code == 403
+
+
+def test_ws_batch_mode_sends_json_arrays(server, points) -> None:
+    async def run() -> None:
+        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?token=tok-viewer&batch=1&topic=ticket") as ws:
+            await _hello(ws)
+            ids = [(await asyncio.to_thread(server.ingest, cls, *points[g], f"b-{g}"))["ticket_id"]
+                   for cls, g in (("straw_burning", G1), ("illegal_dumping", G2))]
+            got: list[dict] = []
+            deadline = time.monotonic() + 5
+            while len(got) < 2 and time.monotonic() < deadline:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                if isinstance(frame, list):
+                    got += frame
+        assert [e["data"]["id"] for e in got] == ids
+        assert all(e["topic"] == "ticket.created" for e in got)
+
+    asyncio.run(run())
