@@ -131,11 +131,16 @@
       const f = opts.filters || {};
       for (const k of Object.keys(f)) if (f[k]) q.set(k, f[k]);
       if (state.lastId !== null) q.set("after", String(state.lastId));
+      if (opts.transport !== "sse") q.set("batch", "1"); // bursts arrive as one JSON-array frame
       return q.toString();
     }
     function handle(raw) {
       let ev;
       try { ev = JSON.parse(raw); } catch (e) { return; }
+      if (Array.isArray(ev)) { for (const one of ev) handleOne(one); return; }
+      handleOne(ev);
+    }
+    function handleOne(ev) {
       if (ev.topic === "hello" && state.lastId === null) state.lastId = ev.data.last_id;
       if (ev.id !== null && ev.id !== undefined) state.lastId = Math.max(state.lastId || 0, ev.id);
       if (ev.topic !== "ping") onEvent(ev);
