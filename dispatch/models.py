@@ -126,6 +126,9 @@ class Ticket(Base):
         Index("ix_tickets_status", "status"),
         Index("ix_tickets_created", "created_at"),
         Index("ix_tickets_due", "sla_due_at"),
+        Index("ix_tickets_class_created", "class_name", "created_at"),
+        Index("ix_tickets_tier_overdue", "tier", "overdue"),
+        Index("ix_tickets_latlon", "lat", "lon"),
     )
 
 

@@ -77,10 +77,15 @@ def _where(q, f: TicketFilter, principal: Principal):
 
 
 def search_tickets(session: Session, f: TicketFilter, principal: Principal, limit: int = 100,
-                   offset: int = 0) -> tuple[list[Ticket], int]:
-    """Tickets matching ``f`` that the principal may see, newest first, and the total count."""
+                   offset: int = 0, with_total: bool = True) -> tuple[list[Ticket], int]:
+    """Tickets matching ``f`` that the principal may see, newest first, and the total count
+    (-1 when ``with_total`` is False: counting is the costly part on big tables)."""
     rows = session.scalars(_where(select(Ticket), f, principal).order_by(Ticket.id.desc())
                            .limit(limit).offset(offset)).all()
+    if not with_total:
+        return list(rows), -1
+    if offset == 0 and len(rows) < limit:
+        return list(rows), len(rows)
     total = session.scalar(_where(select(func.count(Ticket.id)), f, principal)) or 0
     return list(rows), int(total)
 

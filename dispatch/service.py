@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from dispatch import audit, outbox
@@ -283,13 +283,28 @@ def _load_candidates(session: Session, rt: Runtime, todo: list[tuple[int, Incide
     for _, inc, _ in todo:
         by_class.setdefault(inc.class_name, set()).update(neighbour_cells(inc.lat, inc.lon, cand.radius))
     table = Ticket.__table__
+    cols = [table.c[c] for c in ("id", "class_name", "status", *_TICKET_UPDATE_COLS)]
     for cls, cells in by_class.items():
         for chunk in _chunks(sorted(cells), 900):
-            q = select(table).where(table.c.class_name == cls, table.c.cell.in_(chunk),
+            q = select(*cols).where(table.c.class_name == cls, table.c.cell.in_(chunk),
                                     table.c.status.in_(open_states), table.c.last_seen_at >= since)
             for row in session.execute(q.with_for_update()).mappings():
                 cand.add(SimpleNamespace(**row))
     return cand
+
+
+def _insert_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows and return their new ids in row order.
+
+    SQLite: ids are allocated as MAX(id)+1... under the writer lock (the embedded store is
+    one process; a multi-row RETURNING in parameter order would cost one statement per
+    row there). Elsewhere: one INSERT ... RETURNING sorted by parameter order."""
+    if session.get_bind().dialect.name == "sqlite":
+        base = session.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+        ids = list(range(base + 1, base + 1 + len(rows)))
+        session.execute(insert(table), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+        return ids
+    return list(session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
 
 
 def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentData, Any]],
@@ -327,8 +342,7 @@ def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentDat
     table = Ticket.__table__
     if new:  # one multi-row INSERT ... RETURNING, ids in parameter order
         rows = [{c: getattr(t, c) for c in _TICKET_COLS} for t in new]
-        ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars()
-        for t, tid in zip(new, ids, strict=True):
+        for t, tid in zip(new, _insert_ids(session, table, rows), strict=True):
             t.id = tid
     evidence_ids: dict[int, int] = {}
     for k, inc, t, _ in assigned:
@@ -361,8 +375,7 @@ def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentDat
         "received_at": now, "drone_id": inc.drone_id, "sortie_id": inc.sortie_id, "frames_seen": inc.frames_seen,
         "ticket_id": t.id, "evidence_id": evidence_ids.get(k), "reported_by": who,
     } for k, inc, t, _ in assigned]
-    ids = session.execute(insert(inc_table).returning(inc_table.c.id, sort_by_parameter_order=True),
-                          inc_rows).scalars().all()
+    ids = _insert_ids(session, inc_table, inc_rows)
     events, entries = [], []
     role, _, name = who.partition(":")
     name = name.rsplit("#", 1)[0] if name else role
@@ -380,8 +393,18 @@ def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentDat
                          "lat": inc.lat, "lon": inc.lon, "new_ticket": created}))
     session.execute(insert(TicketEvent.__table__), events)
     audit.append_many(session, entries, head)
+    # full records (JSON columns...) of the grouped-into tickets, for their live events
+    full: dict[int, Any] = {}
+    merged_ids = [tid for tid, (_, created) in touched.items() if not created]
+    for chunk in _chunks(merged_ids, 500):
+        for row in session.execute(select(table).where(table.c.id.in_(chunk))).mappings():
+            rec = SimpleNamespace(**row)
+            for c in _TICKET_UPDATE_COLS:
+                setattr(rec, c, getattr(touched[rec.id][0], c))
+            full[rec.id] = rec
     outbox_rows = []
     for t, created in touched.values():
+        t = full.get(t.id, t)
         payload = ticket_json(rt, t)
         payload["change"] = "created" if created else "incident_merged"
         outbox_rows.append({"at": now, "topic": "ticket.created" if created else "ticket.updated",

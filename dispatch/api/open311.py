@@ -98,7 +98,7 @@ def requests(
 
     f = TicketFilter(class_name=split_list(service_code), since=utc(start_date), until=utc(end_date),
                      status=_open311_status(status, rt))
-    rows, _ = search_tickets(session, f, principal, limit=limit)
+    rows, _ = search_tickets(session, f, principal, limit=limit, with_total=False)
     return [_request_json(rt, t) for t in rows]
 
 

@@ -69,8 +69,12 @@ def store_token(
 
 def issue_token(session: Session, role: str, name: str, grid_ids: list[str] | None = None) -> str:
     """Create a new random token for ``role``; returns the secret (shown once, never stored)."""
+    from dispatch import audit
+
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    store_token(session, token, role, name, grid_ids)
+    row = store_token(session, token, role, name, grid_ids)
+    audit.append(session, datetime.now(UTC), "cli", "token.create", f"token:{row.id}",
+                 {"role": role, "name": name, "grid_ids": grid_ids})
     return token
 
 

@@ -60,6 +60,7 @@ def _token(args: argparse.Namespace) -> int:
     from rich.table import Table
     from sqlalchemy import select
 
+    from dispatch import audit
     from dispatch.core.db import make_engine, make_sessionmaker, upgrade, write_transaction
     from dispatch.core.security import issue_token
     from dispatch.models import ApiToken
@@ -84,6 +85,7 @@ def _token(args: argparse.Namespace) -> int:
                 Console(stderr=True).print(f"[red]error:[/] id: no token {args.id}")
                 return 2
             row.revoked_at = datetime.now(UTC)
+            audit.append(s, row.revoked_at, "cli", "token.revoke", f"token:{row.id}", {"name": row.name})
         return 0
     table = Table("id", "name", "role", "grids", "created", "revoked")
     with sm() as s:
