@@ -38,7 +38,7 @@ from flight.executor import (
     SortieResult,
     TelemetryPump,
 )
-from flight.flightlog import FlightLog, log_path
+from flight.flightlog import FlightLog, log_path, unique_path
 from flight.link import LinkError, VehicleLink
 from flight.records import FlightListener
 from geo.plan_schema import Plan, Sortie
@@ -109,7 +109,9 @@ class Fleet:
 
     ``listeners`` get every Telemetry/FlightEvent; a listener with an ``attach(fleet)``
     method is given the fleet (so :class:`flight.reporting.DispatchReporter` can apply
-    command-room orders). ``log_dir`` receives one JSON-lines flight log per sortie.
+    command-room orders). ``log_dir`` receives one JSON-lines flight log per sortie
+    (``<drone>_<sortie>.jsonl``: poses + events) and one journal per drone
+    (``<drone>_events.jsonl``: every event, also between sorties).
     """
 
     def __init__(
@@ -224,6 +226,11 @@ class Fleet:
                 status.last_event = f"{event.kind}: {event.message}"
 
         emitter.listeners.append(_LastEvent())
+        journal = None
+        if self.log_dir is not None:
+            # every event of this drone, including those between sorties (turnaround, re-plan)
+            journal = FlightLog(unique_path(self.log_dir / f"{did}_events.jsonl"), did, "*", events_only=True)
+            emitter.listeners.append(journal)
         link = VehicleLink(url, did)
         status.state = "connecting"
         try:
@@ -234,6 +241,8 @@ class Fleet:
             status.state = "failed"
             emitter.event(link.state, "connect_failed", str(e), url=url)
             await link.close()
+            if journal is not None:
+                journal.close()
             return
         emitter.event(link.state, "connected", f"connected on {url}", url=url)
         pump = TelemetryPump(link, emitter, self.config.telemetry_hz)
@@ -258,7 +267,7 @@ class Fleet:
                 status.state = "flying"
                 flog = None
                 if self.log_dir is not None:
-                    p = log_path(self.log_dir, did, sortie.id)
+                    p = unique_path(log_path(self.log_dir, did, sortie.id))
                     flog = FlightLog(p, did, sortie.id)
                     summary.logs.append(str(p))
                     emitter.listeners.append(flog)
@@ -323,6 +332,8 @@ class Fleet:
             self._update_status(did, link, emitter)
             await pump.stop()
             await link.close()
+            if journal is not None:
+                journal.close()
 
     async def _turnaround(self, did: str, link: VehicleLink, emitter: Emitter, nxt: Sortie) -> None:
         """Between sorties: wait, swap the battery, wait until it is fresh enough."""

@@ -34,6 +34,17 @@ def log_path(log_dir: Path, drone_id: str, sortie_id: str) -> Path:
     return Path(log_dir) / f"{drone_id}_{safe}.jsonl"
 
 
+def unique_path(path: Path) -> Path:
+    """``path`` if free, else ``<stem>.2.jsonl``, ``.3`` ... (a re-run never mixes into an old log)."""
+    path = Path(path)
+    n = 2
+    out = path
+    while out.exists():
+        out = path.with_name(f"{path.stem}.{n}{path.suffix}")
+        n += 1
+    return out
+
+
 class FlightLog:
     """A :class:`flight.records.FlightListener` writing one sortie of one drone.
 
@@ -41,10 +52,12 @@ class FlightLog:
     listeners. Thread-safe (listeners may be called from several threads).
     """
 
-    def __init__(self, path: Path, drone_id: str, sortie_id: str) -> None:
+    def __init__(self, path: Path, drone_id: str, sortie_id: str, events_only: bool = False) -> None:
         self.path = Path(path)
         self.drone_id = drone_id
         self.sortie_id = sortie_id
+        #: the per-drone journal (every event, all sorties and between them) keeps no poses
+        self.events_only = events_only
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8", buffering=1)
         self._lock = threading.Lock()
@@ -67,7 +80,7 @@ class FlightLog:
                 self._fh.write(line + "\n")
 
     def on_telemetry(self, record: Telemetry) -> None:
-        if record.drone_id != self.drone_id:
+        if record.drone_id != self.drone_id or self.events_only:
             return
         self.records += 1
         self._write({"type": "telemetry", **record.to_dict()})

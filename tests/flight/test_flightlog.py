@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from flight.flightlog import FlightLog, FlightLogError, log_path, read_flight_events, read_flight_log
+from flight.flightlog import (
+    FlightLog,
+    FlightLogError,
+    log_path,
+    read_flight_events,
+    read_flight_log,
+    unique_path,
+)
 from flight.records import FlightEvent
 
 from .test_reporting import tel
@@ -42,3 +49,10 @@ def test_bad_line_is_named(tmp_path):
         read_flight_log(p)
     with pytest.raises(FlightLogError, match="cannot read"):
         read_flight_log(tmp_path / "missing.jsonl")
+
+
+def test_a_rerun_gets_a_new_file(tmp_path):
+    p = tmp_path / "d0_s.jsonl"
+    assert unique_path(p) == p
+    p.write_text("")
+    assert unique_path(p).name == "d0_s.2.jsonl"

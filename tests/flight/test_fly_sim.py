@@ -142,6 +142,9 @@ def test_low_battery_returns_and_follow_up_finishes_the_grid(tmp_path, who):
     for i, w in enumerate(wps):
         assert visits(track.track, w.lat, w.lon, w.rel_alt_m) >= 1, f"waypoint {i} never flown"
     assert len(d0.logs) == 2 and d0.logs[1].endswith("d0_d0-s0-r1.jsonl")
+    journal = [e.kind for e in read_flight_events(tmp_path / "logs" / "d0_events.jsonl")]
+    assert journal[0] == "connected" and journal[-1] == "drone_done"
+    assert "replanned" in journal and "turnaround" in journal  # decisions between sorties
 
 
 def test_abort_returns_the_drone_and_hold_resume(tmp_path):
