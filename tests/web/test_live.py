@@ -170,6 +170,11 @@ def test_sse_last_event_id_resumes(server, points) -> None:
                           {"Last-Event-ID": first_id}, 1)
     assert [d["data"]["id"] for _, d in resumed] == [b["ticket_id"]]
     assert resumed[0][0] == all_events[1][0]
+    hub = server.app.state.live_hub
+    deadline = time.monotonic() + 3
+    while hub.subscribers and time.monotonic() < deadline:  # closed streams unsubscribe
+        time.sleep(0.05)
+    assert not hub.subscribers
 
 
 def test_two_app_instances_on_one_sqlite_file_see_each_others_events(make_server, tmp_path, points) -> None:

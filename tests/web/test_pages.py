@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
+from geo.crs import wgs84_to_bd09, wgs84_to_gcj02
 from tests.web.test_live import G1, G2, _telemetry, small_plan
 
 pytestmark = pytest.mark.browser
@@ -81,6 +82,12 @@ def test_command_room_live_map_list_panel_and_p0_alert(browser, make_server, poi
     ctx, page = _page(browser, f"{srv.url}/?token=tok-dispatcher", guard)
     try:
         assert "token" not in page.url  # moved to localStorage
+        # the JavaScript port of geo/crs.py's forward formulas agrees with the Python ones
+        for lat, lon in [points[G1], (39.9087, 116.3975), (22.54, 114.06), (48.85, 2.35)]:
+            js_g = page.evaluate(f"SG.wgs84ToGcj02({lon}, {lat})")
+            js_b = page.evaluate(f"SG.gcj02ToBd09(...SG.wgs84ToGcj02({lon}, {lat}))")
+            assert np.allclose(js_g, wgs84_to_gcj02(lon, lat), atol=1e-9)
+            assert np.allclose(js_b, wgs84_to_bd09(lon, lat), atol=1e-9)
         assert page.locator(".leaflet-overlay-pane path").count() > 30  # grid polygons drawn
         # an incident ingested over the API appears in the list and as a coloured marker
         t = srv.ingest("straw_burning", *points[G1], "page-1", evidence=_evidence_b64())
