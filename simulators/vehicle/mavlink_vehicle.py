@@ -335,6 +335,8 @@ class SimVehicle:
         try:
             self._state = self.ap.snapshot()
             self._send(self._heartbeat())
+            hb_hz = max(1.0, min(self.rates[mavlink.MAVLINK_MSG_ID_HEARTBEAT] * cfg.speed_factor, 5.0))
+            self._next_due[mavlink.MAVLINK_MSG_ID_HEARTBEAT] = time.monotonic() + 1.0 / hb_hz
             self._ready.set()
             await self._run()
         finally:
