@@ -72,14 +72,15 @@ class Server:
         self.thread.join(timeout=10)
 
 
-def start_server(db: Path, tmp: Path, extra_tokens: dict | None = None) -> Server:
+def start_server(db: Path, tmp: Path, extra_tokens: dict | None = None, **overrides: Any) -> Server:
     import uvicorn
 
     from dispatch.app import create_app
     from dispatch.core.config import Settings
 
     settings = Settings(database_url=f"sqlite:///{db}", evidence_dir=str(tmp / "evidence"), grids_file=str(GRIDS),
-                        bootstrap_tokens={**TOKENS, **(extra_tokens or {})}, sla_check_interval_s=5.0)
+                        bootstrap_tokens={**TOKENS, **(extra_tokens or {})}, sla_check_interval_s=5.0,
+                        **overrides)
     app = create_app(settings)
     port = free_tcp_port()
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -103,8 +104,8 @@ def make_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
     monkeypatch.setenv("SKYGRID_LIVE_POLL_S", "0.2")
     started: list[Server] = []
 
-    def make(db: Path | None = None, extra_tokens: dict | None = None) -> Server:
-        s = start_server(db or tmp_path / "dispatch.db", tmp_path, extra_tokens)
+    def make(db: Path | None = None, extra_tokens: dict | None = None, **overrides: Any) -> Server:
+        s = start_server(db or tmp_path / "dispatch.db", tmp_path, extra_tokens, **overrides)
         started.append(s)
         return s
 

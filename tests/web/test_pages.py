@@ -213,3 +213,52 @@ def test_login_box_when_no_token(browser, server) -> None:
         assert guard.outside == []
     finally:
         context.close()
+
+
+def test_intranet_tile_server_and_bd09_display(browser, make_server, points, artifacts_dir) -> None:
+    """A configured tile URL (an intranet tile server, here on loopback) is used, and with a
+    BD-09 basemap the markers are drawn at BD-09 coordinates."""
+    import http.server
+    import threading
+
+    from tests.conftest import free_tcp_port
+
+    ok, png = cv2.imencode(".png", np.full((256, 256, 3), (210, 225, 235), np.uint8))
+    tiles: list[str] = []
+
+    class Tiles(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            tiles.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png.tobytes())
+
+        def log_message(self, *_args) -> None:  # noqa: ANN002
+            pass
+
+    tport = free_tcp_port()
+    tile_srv = http.server.ThreadingHTTPServer(("127.0.0.1", tport), Tiles)
+    threading.Thread(target=tile_srv.serve_forever, daemon=True).start()
+    srv = make_server(tile_url=f"http://127.0.0.1:{tport}/tiles/{{z}}/{{x}}/{{y}}.png", display_crs="bd09")
+    guard = Guard()
+    ctx, page = _page(browser, f"{srv.url}/?token=tok-viewer", guard)
+    try:
+        page.wait_for_selector("img.leaflet-tile-loaded", timeout=8000)
+        assert tiles and all(t.startswith("/tiles/") and t.endswith(".png") for t in tiles)
+        t = srv.ingest("illegal_structure", *points[G1], "bd-1")
+        page.wait_for_function(f"window.SGROOM.markers.has({t['ticket_id']})", timeout=5000)
+        drawn = page.evaluate(f"(() => {{ const p = window.SGROOM.markers.get({t['ticket_id']}).getLatLng(); "
+                              "return [p.lng, p.lat]; })()")
+        assert np.allclose(drawn, wgs84_to_bd09(points[G1][1], points[G1][0]), atol=1e-9)
+        assert "BD-09" in page.locator(".legend").inner_text()
+        page.locator(f"#tickets li[data-id='{t['ticket_id']}']").click()
+        page.wait_for_selector("#panel-status", timeout=5000)
+        assert "BD-09" in page.locator("#panel").inner_text()
+        assert page.locator("#panel button[data-action]").count() == 0  # a viewer gets no action buttons
+        page.screenshot(path=str(artifacts_dir / "command_room_tiles_bd09.png"))
+        assert guard.outside == [] and guard.errors == []
+    finally:
+        ctx.close()
+        tile_srv.shutdown()
