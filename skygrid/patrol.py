@@ -296,6 +296,7 @@ class PatrolRun:
         self.reporter: Any = None
         self.plan: Any = None
         self.grids: list[Any] = []
+        self.worker_url_token: tuple[str, str] | None = None
 
     # -- planning ----------------------------------------------------------------------
     def make_plan(self) -> Any:
@@ -338,7 +339,8 @@ class PatrolRun:
             grids_file=str(sc.path(sc.grids_file)),
             grids_crs=sc.grids_crs,
             **({"routing_file": str(routing)} if routing.exists() else {}),
-            bootstrap_tokens={tok: {"role": role, "name": f"demo-{role}"} for role, tok in self.tokens.items()},
+            bootstrap_tokens={**{tok: {"role": role, "name": f"demo-{role}"} for role, tok in self.tokens.items()},
+                              **self._worker_tokens()},
         )
         self.server = DispatchServer(settings, self.cfg.host, port)
         self.server.start()
@@ -348,6 +350,23 @@ class PatrolRun:
             "operator": f"{base}/operator?token={self.tokens['operator']}",
             "api_docs": f"{base}/docs",
         }
+        if self.worker_url_token:
+            name, tok = self.worker_url_token
+            self.state.urls[f"grid_worker ({name})"] = f"{base}/worker?token={tok}"
+
+    def _worker_tokens(self) -> dict[str, dict]:
+        """One token per patrolled grid's worker (scoped to that grid), for the worker page."""
+        tokens = {}
+        first_incident = self.scenario.incidents[0] if self.scenario.incidents else None
+        for g in self.grids:
+            name = g.properties.get("grid_worker")
+            if not name:
+                continue
+            tok = secrets.token_urlsafe(18)
+            tokens[tok] = {"role": "grid_worker", "name": name, "grid_ids": [g.id]}
+            if first_incident and g.polygon.contains(_pt(first_incident.lon, first_incident.lat)):
+                self.worker_url_token = (f"{name}, {g.id}", tok)
+        return tokens
 
     def upload_plan(self) -> None:
         import httpx

@@ -89,10 +89,8 @@ def _run_live(patrol, state) -> int:
             while worker.is_alive():
                 if state.urls and not shown_urls:
                     shown_urls = True
-                    live.console.print(
-                        f"[bold green]Command room[/]: {state.urls['command_room']}\n"
-                        f"[bold]Operator view[/]: {state.urls['operator']}\n[bold]API docs[/]: {state.urls['api_docs']}"
-                    )
+                    for name, url in state.urls.items():
+                        live.console.print(f"[bold green]{name.replace('_', ' ')}[/]: {url}")
                 live.update(_view(state))
                 time.sleep(0.25)
             live.update(_view(state))
