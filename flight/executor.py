@@ -419,6 +419,8 @@ class SortieExecutor:
                     await self.link.arm()
                     self._event("armed", "motors armed")
                 await self.link.start_mission()
+                # until the vehicle reports MISSION, the old mode (e.g. RTL) is not a failsafe
+                await self.link.wait_for(lambda st: st.flight_mode == "MISSION", 5.0)
                 self.expected_modes = {"MISSION"}
                 return
             except LinkError as e:
@@ -662,8 +664,9 @@ class SortieExecutor:
             elif cmd == "resume":
                 if self.holding and st.in_air:
                     self.holding = False
-                    self.expected_modes = {"MISSION"}
                     await self.link.start_mission()
+                    await self.link.wait_for(lambda s: s.flight_mode == "MISSION", 5.0)
+                    self.expected_modes = {"MISSION"}
                     self.resumes += 1
                     self._event("resumed", "mission resumed on command", from_index=self.reached_index)
                 elif self.aborted and st.in_air:
@@ -725,6 +728,7 @@ class SortieExecutor:
         if st.in_air and st.flight_mode == "HOLD":
             try:
                 await self.link.start_mission()
+                await self.link.wait_for(lambda s: s.flight_mode == "MISSION", 5.0)
                 self.resumes += 1
                 self._event("resumed", "vehicle was holding; mission continued", from_index=self.reached_index)
             except LinkError as e:

@@ -147,10 +147,10 @@ def test_low_battery_returns_and_follow_up_finishes_the_grid(tmp_path, who):
     assert "replanned" in journal and "turnaround" in journal  # decisions between sorties
 
 
-def test_abort_returns_the_drone_and_hold_resume(tmp_path):
-    plan = make_plan([[(40, 40)], [(40, 40)]], lines=4, alt=20)
+def test_abort_returns_the_drone_hold_resume_and_resume_after_abort(tmp_path):
+    plan = make_plan([[(40, 40)], [(40, 40)], [(40, 40)]], lines=4, alt=20)
     rec = Recorder()
-    sims = [start_sim(0), start_sim(1)]
+    sims = [start_sim(0), start_sim(1), start_sim(2)]
     fleet_box = {}
     modes = {}
 
@@ -161,6 +161,15 @@ def test_abort_returns_the_drone_and_hold_resume(tmp_path):
                 f.command("d0", "rtl")
             elif e.drone_id == "d1" and "hold" not in rec.kinds("d1"):
                 f.command("d1", "hold")
+            elif e.drone_id == "d2" and "rtl" not in rec.kinds("d2"):
+                f.command("d2", "rtl")
+        if e.kind == "rtl" and e.drone_id == "d2":  # changed its mind while it returns
+
+            async def resume_d2():
+                await asyncio.sleep(0.3)
+                f.command("d2", "resume")
+
+            asyncio.get_running_loop().create_task(resume_d2())
         if e.kind == "hold" and e.drone_id == "d1":
             modes["held_at"] = (sims[1].state.lat, sims[1].state.lon)
 
@@ -188,6 +197,10 @@ def test_abort_returns_the_drone_and_hold_resume(tmp_path):
     assert res["d1"].status == "done" and res["d1"].completed == ["d1-s0"]
     assert modes["hold_mode"] == "HOLD"
     assert "resumed" in rec.kinds("d1")
+    assert res["d2"].status == "done" and res["d2"].completed == ["d2-s0"]
+    assert "resume_planned" in rec.kinds("d2") and "failsafe" not in rec.kinds("d2")
+    reached_d2 = [i for _s, i in rec.reached("d2")]
+    assert set(reached_d2) == set(range(len(plan.sorties[2].waypoints)))
     with pytest.raises(ValueError, match="unknown command"):
         fleet.command("d0", "explode")
 
