@@ -102,6 +102,11 @@ class SweepParams:
     fill_gaps: bool = True
     #: gaps between swaths are filled with extra lines until at most this fraction stays unimaged
     max_unimaged: float = 0.003
+    #: distance between photos along a line (m); 0 = treat the photo strip as continuous.
+    #: Used so a trimmed line still ends on a photo (see :func:`trim_segments`).
+    trigger_m: float = 0.0
+    #: shorten lines whose ends the footprint can image from inside (saves length, same imaging)
+    trim_ends: bool = True
 
 
 def _rotate_xy(a: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -156,6 +161,53 @@ def sweep_segments(region_rot: Polygon | MultiPolygon, spacing: float, min_len: 
     return np.asarray(merged)
 
 
+def trim_segments(region_rot, segs: np.ndarray, p: SweepParams) -> np.ndarray:
+    """Pull each line's ends inwards as far as the camera footprint still images the region.
+
+    The camera sees ``footprint_h_m / 2`` ahead of the first photo and behind the last, so a
+    line need not run to the edge: it starts half a footprint inside the region's extent
+    within its strip (``v ± spacing / 2``, the band this line is responsible for) and ends
+    half a footprint before it. Slanted edges trim less (the strip reaches further than the
+    centre line). Lines are never lengthened beyond their clipped extent, so they stay inside
+    the region. With a trigger distance ``d`` photos fall at ``start + k d``; the end is
+    rounded up to the next photo so the last photo's footprint still reaches the edge (or
+    left untrimmed where that would overshoot). Returns a new (n, 4) array.
+    """
+    if not len(segs) or not p.trim_ends:
+        return segs
+    h2, s2 = p.footprint_h_m / 2.0, p.spacing_m / 2.0
+    u0, u1, v = segs[:, 1], segs[:, 2], segs[:, 3]
+    left = shapely.box(u0 - p.footprint_h_m, v - s2, u0 + h2, v + s2)
+    right = shapely.box(u1 - h2, v - s2, u1 + p.footprint_h_m, v + s2)
+    ends = shapely.points(np.column_stack([np.concatenate([u0, u1]), np.concatenate([v, v])]))
+    inter = shapely.intersection(np.concatenate([left, right]), region_rot)
+    parts, idx = shapely.get_parts(inter, return_index=True)
+    n = len(segs)
+    lo = np.concatenate([u0, u1]).copy()  # extent of the end's own component (min x for left, max x for right)
+    if len(parts):
+        near = shapely.distance(parts, ends[idx]) < 1e-6
+        b = shapely.bounds(parts)
+        for k in np.flatnonzero(near):
+            j = idx[k]
+            lo[j] = min(lo[j], b[k, 0]) if j < n else max(lo[j], b[k, 2])
+    a = np.maximum(u0, np.minimum(lo[:n] + h2, u1))
+    b_ = np.minimum(u1, np.maximum(lo[n:] - h2, a))
+    if p.trigger_m > 0:
+        span = b_ - a
+        snapped = a + np.ceil(span / p.trigger_m - 1e-9) * p.trigger_m
+        b_ = np.where(snapped <= u1 + 1e-9, np.minimum(snapped, u1), u1)
+    # keep a minimum length so line start and end stay distinct waypoints
+    short = (b_ - a) < p.min_segment_m
+    if np.any(short):
+        mid = (a + b_) / 2.0
+        half = np.minimum(p.min_segment_m, u1 - u0) / 2.0
+        a = np.where(short, np.maximum(u0, np.minimum(mid - half, u1 - 2 * half)), a)
+        b_ = np.where(short, np.minimum(u1, a + 2 * half), b_)
+    out = segs.copy()
+    out[:, 1], out[:, 2] = a, b_
+    return out
+
+
 def _angle_candidates(region: Polygon | MultiPolygon, step: float) -> list[float]:
     """Sweep angles worth trying: along every convex-hull edge, plus a coarse fan."""
     hull = region.convex_hull
@@ -202,6 +254,46 @@ def _order_segments(ends: np.ndarray, dmat: np.ndarray, dstart: np.ndarray) -> l
         left[2 * i : 2 * i + 2] = False
         d = dmat[2 * i + (1 - e)]
     return out
+
+
+def _chain_length(order: list[tuple[int, bool]], dmat: np.ndarray) -> float:
+    """Sum of connection lengths (m) of a chain of (segment, flipped) pairs."""
+    total = 0.0
+    for (i, fi), (j, fj) in zip(order[:-1], order[1:], strict=True):
+        total += float(dmat[2 * i + (0 if fi else 1), 2 * j + (1 if fj else 0)])
+    return total
+
+
+def _best_open_chain(ends: np.ndarray, dmat: np.ndarray, start: Point2, keep: int = 3) -> list[tuple[int, bool]]:
+    """Segment order for one part with a free entry: the route is a job the patrol tour may
+    enter from either end, so starting it where a serpentine naturally begins (an extreme
+    line) beats starting at the line end nearest to some outside point, which can force a
+    long transit back across the part. Every endpoint is tried as the start of a
+    nearest-end chain, the ``keep`` shortest are improved by 2-opt, and the shortest wins;
+    ``start`` only breaks ties.
+    """
+    m = len(ends) // 2
+    if m == 1:
+        d0 = math.dist(start, ends[0]), math.dist(start, ends[1])
+        return [(0, d0[1] < d0[0])]
+    tries = []
+    for e in range(2 * m):
+        ds = np.full(2 * m, np.inf)
+        ds[e] = 0.0
+        order = _order_segments(ends, dmat, ds)
+        tries.append((_chain_length(order, dmat), e, order))
+    tries.sort(key=lambda t: (t[0], t[1]))
+    free = np.zeros(2 * m)
+    best: tuple[float, float, list[tuple[int, bool]]] | None = None
+    for _, _, order in tries[:keep]:
+        order = _two_opt(order, dmat, free)
+        i, f = order[0]
+        s0 = ends[2 * i + (1 if f else 0)]
+        key = (round(_chain_length(order, dmat), 6), math.dist(start, s0))
+        if best is None or key < best[:2]:
+            best = (*key, order)
+    assert best is not None
+    return best[2]
 
 
 def _two_opt(order: list[tuple[int, bool]], dmat: np.ndarray, dstart: np.ndarray, max_passes: int = 6) -> list[tuple[int, bool]]:
@@ -303,10 +395,7 @@ def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2) -> li
         dmat = np.hypot(*(ends[:, None, :] - ends[None, :, :]).transpose(2, 0, 1))
     else:
         dmat = fs.distance_matrix(ends, ends)
-    dstart = np.hypot(ends[:, 0] - start[0], ends[:, 1] - start[1])
-    order = _order_segments(ends, dmat, dstart)
-    if fs is not None:  # a convex region's nearest-end chain is already a serpentine
-        order = _two_opt(order, dmat, dstart)
+    order = _best_open_chain(ends, dmat, start)
     pts: list[tuple[float, float, str]] = []
     for k, (i, f) in enumerate(order):
         s0, s1 = (ends[2 * i + 1], ends[2 * i]) if f else (ends[2 * i], ends[2 * i + 1])
@@ -365,6 +454,7 @@ def plan_part(
                 if not row:
                     continue
                 segs = np.asarray([[0.0, row[0][0], row[0][1], pt.y]])
+            segs = trim_segments(rot, segs, p)
             scored.append((_estimate_cost_m(segs, p.spacing_m, turn_m), a, rot, segs))
     if not scored:
         return None

@@ -312,7 +312,7 @@ def plan_patrol(
     spacing = camera.line_spacing_m(alt, side_overlap)
     trigger = camera.trigger_distance_m(alt, front_overlap)
     fw, fh = camera.footprint_m(alt)
-    params = SweepParams(spacing, fw, fh)
+    params = SweepParams(spacing, fw, fh, trigger_m=trigger)
     model = FlightModel(speed_m_s=speed_m_s, turn_s=turn_s)
     hlat, hlon = float(home[0]), float(home[1])
     halt = float(home[2]) if len(home) > 2 else 0.0
