@@ -176,6 +176,7 @@ def _bulk_tickets(app, n: int, rng: random.Random) -> None:
                            "on_time": rng.random() < 0.8, "data": {}})
         for i in range(0, len(events), 10000):
             c.execute(insert(TicketEvent), events[i:i + 10000])
+        c.exec_driver_sql("ANALYZE")  # planner statistics, as autovacuum / PRAGMA optimize keep them
 
 
 def bench_queries(url: str, label: str) -> list[dict]:

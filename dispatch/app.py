@@ -17,6 +17,7 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 
 from dispatch.core.clock import Clock, SystemClock
 from dispatch.core.config import Settings
@@ -24,7 +25,7 @@ from dispatch.core.db import make_engine, make_sessionmaker, upgrade, write_tran
 from dispatch.core.security import store_token
 from dispatch.errors import ApiError
 from dispatch.grids import load_grid_index, sync_grids
-from dispatch.models import Department
+from dispatch.models import Department, Ticket
 from dispatch.outbox import notify
 from dispatch.routing import load_routing
 from dispatch.service import Runtime, check_sla
@@ -62,6 +63,10 @@ def run_sla_check(app: FastAPI, now: datetime | None = None) -> list[int]:
     """Escalate every ticket whose stage clock has run out (at ``now`` or the app clock)."""
     rt: Runtime = app.state.runtime
     done: list[int] = []
+    when = now or rt.clock.now()
+    with app.state.sessionmaker() as s:  # cheap read first: most checks find nothing due
+        if s.scalar(select(Ticket.id).where(Ticket.sla_due_at <= when).limit(1)) is None:
+            return done
     while True:
         with write_transaction(app.state.sessionmaker) as s:
             ids = check_sla(s, rt, now)

@@ -92,8 +92,8 @@ def append_many(session: Session, entries: list[tuple[datetime, str, str, str, d
     head = head or lock_head(session)
     rows = []
     last_id, last_hash = head.last_id, head.last_hash
-    for at, actor, action, target, detail in entries:
-        detail = json.loads(json.dumps(detail or {}, default=str))
+    for at, actor, action, target, detail in entries:  # details are JSON-native already
+        detail = detail or {}
         last_id += 1
         digest = entry_hash(last_hash, last_id, at, actor, action, target, detail)
         rows.append({"id": last_id, "at": at, "actor": actor, "action": action, "target": target,

@@ -72,6 +72,24 @@ class GridIndex:
             return None
         return self.info[self.grids[int(min(hits))].id]
 
+    def locate_many(self, lons: list[float], lats: list[float]) -> list[GridInfo | None]:
+        """Vectorised :meth:`locate` for many points (one STRtree query)."""
+        out: list[GridInfo | None] = [None] * len(lons)
+        if self._tree is None or not lons:
+            return out
+        import numpy as np
+        import shapely
+
+        pts = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
+        src, hit = self._tree.query(pts, predicate="intersects")
+        best: dict[int, int] = {}
+        for i, g in zip(src.tolist(), hit.tolist(), strict=True):
+            if i not in best or g < best[i]:
+                best[i] = g
+        for i, g in best.items():
+            out[i] = self.info[self.grids[g].id]
+        return out
+
     def __len__(self) -> int:
         return len(self.grids)
 

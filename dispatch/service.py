@@ -243,6 +243,7 @@ def ingest_many(session: Session, rt: Runtime, items: list[IncidentData],
     todo: list[tuple[int, IncidentData, Any]] = []
     first_of: dict[str, int] = {}
     repeats: list[tuple[int, int]] = []
+    located = rt.grids.locate_many([i.lon for i in items], [i.lat for i in items])
     for k, inc in enumerate(items):
         if inc.external_id in existing:
             iid, tid = existing[inc.external_id]
@@ -252,7 +253,7 @@ def ingest_many(session: Session, rt: Runtime, items: list[IncidentData],
         elif inc.class_name not in rt.routing.spec.classes:
             results[k] = ApiError(422, f"class_name: no routing rule for {inc.class_name!r}", "body.class_name")
         else:
-            grid = rt.grids.locate(inc.lon, inc.lat)
+            grid = located[k]
             if grid is None:
                 results[k] = ApiError(422, f"lat/lon: position ({inc.lat:.6f}, {inc.lon:.6f}) is outside every "
                                            f"grid ({len(rt.grids)} grids loaded)", "body.lat")

@@ -166,6 +166,9 @@ def test_query_filters(env):
         return [t["id"] for t in r.json()["items"]]
 
     assert ids() == [b, a]
+    from dispatch.schemas import TicketPage
+
+    TicketPage.model_validate(env.client.get("/api/v1/tickets", headers=H).json())  # the documented shape
     assert ids(grid_id="330603-YXQ-002") == [b]
     assert ids(status="accepted") == [a]
     assert ids(class_name="straw_burning,illegal_dumping") == [b, a]
