@@ -1,0 +1,1 @@
+"""Packaged defaults: routing.yaml (rules) and workflow.yaml (states and actions)."""

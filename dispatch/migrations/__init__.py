@@ -1,0 +1,1 @@
+"""Alembic migrations of the dispatch store (run programmatically by dispatch.core.db.upgrade)."""
