@@ -529,8 +529,9 @@ class SortieExecutor:
         return cur >= len(spec.steps)
 
     async def _monitor(self) -> SortieResult:
-        mission_done = False
+        self.mission_done = False
         while True:
+            mission_done = self.mission_done
             self.link.changed.clear()
             await self._apply_commands()
             st = self.st
@@ -541,7 +542,7 @@ class SortieExecutor:
                 continue
             if self.phase == "mission" and not self.holding:
                 if self._track_progress() and not mission_done:
-                    mission_done = True
+                    mission_done = self.mission_done = True
                     self.phase = "returning"
                     self.expected_modes = {"MISSION", "RETURN_TO_LAUNCH", "LAND", "HOLD"}
                     self._event("mission_complete", "all waypoints reached, returning to launch")
@@ -702,7 +703,10 @@ class SortieExecutor:
         outage = time.monotonic() - t0
         restored = time.time()
         # fresh state: wait for a mission progress message newer than the restore
-        await self.link.wait_for(lambda s: s.mission_progress_wall >= restored, self.cfg.resume_settle_s)
+        await self.link.wait_for(
+            lambda s: s.mission_progress_wall >= restored or s.mission_current_wall >= restored,
+            self.cfg.resume_settle_s,
+        )
         await asyncio.sleep(0.3)
         st = self.st
         self._event(
@@ -717,6 +721,20 @@ class SortieExecutor:
             return None
         done = self._track_progress()
         if done:
+            return None
+        spec = self.spec
+        if spec is not None and st.mission_state == 5 and st.mission_current_wall >= restored:
+            # it finished the mission while we could not hear it (no MISSION_ITEM_REACHED)
+            last = len(self.sortie.waypoints) - 1
+            while self.reached_index < last:
+                self.reached_index += 1
+                self.reached.append(self.reached_index)
+                self._event("item_reached", f"waypoint {self.reached_index + 1}/{len(self.sortie.waypoints)} "
+                            "(during the link loss)", item=self.reached_index, total=len(self.sortie.waypoints))
+            self.mission_done = True
+            self.phase = "returning"
+            self.expected_modes = {"MISSION", "RETURN_TO_LAUNCH", "LAND", "HOLD"}
+            self._event("mission_complete", "the vehicle finished the mission during the link loss")
             return None
         if st.flight_mode == "MISSION" and st.in_air:
             self._event("resumed", "vehicle kept flying the mission during the outage; continuing",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -67,6 +68,13 @@ class VehicleState:
     home_abs_alt_m: float = math.nan
     mission_current: int = -1
     mission_total: int = 0
+    #: raw MISSION_CURRENT: MAVLink seq, MAVLink item count, MISSION_STATE
+    #: (0 unknown, 1 none, 2 not started, 3 active, 4 paused, 5 complete)
+    raw_mission_seq: int = -1
+    raw_mission_count: int = 0
+    mission_state: int = 0
+    #: wall time of the latest MISSION_CURRENT
+    mission_current_wall: float = 0.0
     #: wall time of the latest mission progress message
     mission_progress_wall: float = 0.0
     last_heard_wall: float = 0.0
@@ -238,6 +246,7 @@ class VehicleLink:
     def _make_plugins(self) -> None:
         from mavsdk.asyncio.plugins.action import ActionAsync
         from mavsdk.asyncio.plugins.geofence import GeofenceAsync
+        from mavsdk.asyncio.plugins.mavlink_direct import MavlinkDirectAsync
         from mavsdk.asyncio.plugins.mission import MissionAsync
         from mavsdk.asyncio.plugins.telemetry import TelemetryAsync
 
@@ -247,6 +256,7 @@ class VehicleLink:
             "mission": MissionAsync(s),
             "action": ActionAsync(s),
             "geofence": GeofenceAsync(s),
+            "direct": MavlinkDirectAsync(s),
         }
 
     async def close(self) -> None:
@@ -351,6 +361,18 @@ class VehicleLink:
             st.mission_progress_wall = time.time()
             self._notify("progress")
 
+        def on_mission_current(m: Any) -> None:
+            # MISSION_CURRENT's mission_state (MAVLink 2 extension, PX4 >= 1.14) tells a
+            # mission that finished while the link was down from one that was interrupted
+            try:
+                f = json.loads(m.fields_json)
+            except (ValueError, TypeError):
+                return
+            st.raw_mission_seq = int(f.get("seq", -1))
+            st.raw_mission_count = int(f.get("total", 0) or 0)
+            st.mission_state = int(f.get("mission_state", 0) or 0)
+            st.mission_current_wall = time.time()
+
         def on_status(s: Any) -> None:
             st.status_texts.append(str(getattr(s, "text", s)))
             del st.status_texts[:-20]
@@ -370,6 +392,8 @@ class VehicleLink:
             ("home", tel.subscribe_home, on_home),
             ("status_text", tel.subscribe_status_text, on_status),
             ("progress", mis.subscribe_mission_progress, on_progress),
+            ("mission_current", lambda: self._plugins["direct"].subscribe_message("MISSION_CURRENT"),
+             on_mission_current),
         ]
         for name, gen_fn, cb in subs:
             self._tasks.append(asyncio.create_task(self._pump(name, gen_fn, cb), name=f"{self.name}-{name}"))

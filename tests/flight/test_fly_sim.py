@@ -100,6 +100,32 @@ def test_link_loss_mid_grid_resumes_from_last_reached(tmp_path, vehicle_rtl):
             assert n == 1, f"waypoint {i} after the resume point {resume} flown {n} times"
 
 
+def test_mission_finished_during_the_link_loss_is_not_flown_again(tmp_path):
+    plan = make_plan([[(40, 40)]], lines=2, alt=20)
+    wps = plan.sorties[0].waypoints
+    rec = Recorder()
+    sim = start_sim(speed_factor=20.0)
+
+    def on_event(e):
+        if e.kind == "item_reached" and e.data["item"] == 0 and "link_lost" not in rec.kinds():
+            sim.faults.link_loss(6.0)  # 120 s of vehicle time: it finishes, returns, lands
+
+    rec.hooks.append(on_event)
+    try:
+        with TrackSampler(sim) as track:
+            _fleet, res = fly(plan, [sim], rec, tmp_path)
+    finally:
+        sim.stop()
+    assert res["d0"].status == "done" and res["d0"].completed == ["d0-s0"], rec.kinds()
+    kinds = rec.kinds()
+    assert "link_lost" in kinds and "resume_planned" not in kinds
+    done = [e for e in rec.events if e.kind == "mission_complete"]
+    assert len(done) == 1 and "during the link loss" in done[0].message
+    assert sorted(i for _s, i in rec.reached()) == list(range(len(wps)))
+    for i, w in enumerate(wps):
+        assert visits(track.track, w.lat, w.lon, w.rel_alt_m) == 1, f"waypoint {i}"
+
+
 @pytest.mark.parametrize("who", ["executor", "autopilot"])
 def test_low_battery_returns_and_follow_up_finishes_the_grid(tmp_path, who):
     plan = make_plan([[(40, 40)]], lines=4, alt=20)
