@@ -163,7 +163,7 @@ def run() -> str:
         "(`simulators.vehicle`, 20x). Missions have a speed on every waypoint (2 MAVLink items each) "
         "plus gimbal and RTL items; median of 3 uploads. Verified = upload + download + comparison.",
         "",
-        "| waypoints | MAVLink items | upload (s) | upload + verify (s) | per 100 waypoints (ms) |",
+        "| waypoints | MAVLink items (upper bound) | upload (s) | upload + verify (s) | per 100 waypoints (ms) |",
         "|---:|---:|---:|---:|---:|",
     ]
     for r in uploads:
