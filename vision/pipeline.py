@@ -151,7 +151,7 @@ class StageStats:
             self.skipped_by_kind[kind] = self.skipped_by_kind.get(kind, 0) + 1
 
     def summary(self) -> dict[str, Any]:
-        """Counters plus median/p95/mean (milliseconds) of every timing."""
+        """Counters plus median/p10/p95/mean (milliseconds) of every timing."""
         with self._lock:
             out: dict[str, Any] = {
                 "frames_ok": self.frames_ok, "frames_skipped": self.frames_skipped, "detections": self.detections,
@@ -160,8 +160,9 @@ class StageStats:
             }
             for k, d in self._t.items():
                 a = np.asarray(d, dtype=np.float64) * 1000.0
-                out[f"{k}_ms"] = {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
-                                  "mean": float(a.mean()), "n": int(a.size)} if a.size else {}
+                out[f"{k}_ms"] = {"median": float(np.median(a)), "p10": float(np.percentile(a, 10)),
+                                  "p95": float(np.percentile(a, 95)), "mean": float(a.mean()),
+                                  "n": int(a.size)} if a.size else {}
             return out
 
 
