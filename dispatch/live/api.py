@@ -146,7 +146,7 @@ def _hello(hub: LiveHub, principal: Any, sub_after: int) -> LiveEvent:
                                  "principal": _principal_info(principal)})
 
 
-async def _batches(hub: LiveHub, sub: Any, max_batch: int = 2000) -> AsyncIterator[tuple[list[LiveEvent], str | None]]:
+async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterator[tuple[list[LiveEvent], str | None]]:
     """Replay then live events for one subscriber, as (events, shared array frame or None):
     whatever is ready now, so a burst costs one wake-up; ``([], None)`` is a keep-alive tick.
 
