@@ -476,7 +476,7 @@ class SortieExecutor:
     def _follow_up(self) -> Sortie | None:
         if self.reached_index >= len(self.sortie.waypoints) - 1:
             return None
-        return follow_up_sortie(self.sortie, self.resume_index)
+        return follow_up_sortie(self.sortie, self.resume_index, plan=self.plan)
 
     async def _make_safe(self) -> None:
         """After a failure in the air, bring the vehicle home."""

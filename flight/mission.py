@@ -395,14 +395,60 @@ def build_geofence(
 # ---------------------------------------------------------------------------
 
 
-def follow_up_sortie(sortie: Sortie, resume_index: int, suffix: str | None = None) -> Sortie:
+def _no_fly_local(plan: Plan, frame):
+    from shapely.geometry import Polygon
+    from shapely.ops import unary_union
+
+    zones = []
+    for z in plan.no_fly:
+        if not z.rings or len(z.rings[0]) < 3:
+            continue
+        xs, ys = frame.to_local([p[0] for p in z.rings[0]], [p[1] for p in z.rings[0]])
+        poly = Polygon(zip(map(float, xs), map(float, ys), strict=True)).buffer(0)
+        zones.append(poly.buffer(max(0.0, z.buffer_m), quad_segs=4) if z.buffer_m > 0 else poly)
+    return unary_union(zones) if zones else None
+
+
+def transit_waypoints(plan: Plan, target: Waypoint, margin_m: float = 10.0) -> list[Waypoint]:
+    """Waypoints from the plan's home to ``target`` around the buffered no-fly zones
+    (none when the straight leg is clear), at the target's altitude and speed."""
+    from shapely.geometry import LineString
+
+    from geo.projection import LocalFrame
+    from geo.routing import FreeSpace, NoPathError
+
+    frame = LocalFrame(plan.home.lat, plan.home.lon)
+    zones = _no_fly_local(plan, frame)
+    if zones is None:
+        return []
+    q = frame.to_local(target.lon, target.lat)
+    if not zones.buffer(margin_m).intersects(LineString([(0.0, 0.0), q])):
+        return []
+    area, _ = patrol_area_local(plan, 100.0)  # inside the geofence (buffered 150 m by default)
+    try:
+        via = FreeSpace(area.difference(zones.buffer(margin_m)), inset_m=3.0).path((0.0, 0.0), q)
+    except NoPathError:
+        raise MissionBuildError(
+            f"no transit from home to ({target.lat:.6f}, {target.lon:.6f}) around the no-fly zones"
+        ) from None
+    out = []
+    for e, n in via:
+        lon, lat = frame.to_wgs84(e, n)
+        out.append(Waypoint(lat=float(lat), lon=float(lon), rel_alt_m=target.rel_alt_m, speed_m_s=target.speed_m_s,
+                            kind="transit", grid_id=None, camera=None, gimbal_pitch_deg=target.gimbal_pitch_deg))
+    return out
+
+
+def follow_up_sortie(sortie: Sortie, resume_index: int, suffix: str | None = None, plan: Plan | None = None) -> Sortie:
     """A new sortie that flies ``sortie.waypoints[resume_index:]`` (the unfinished part).
 
     The resume waypoint is the last one the vehicle reached (the leg after it was not
     finished), so the leg is flown again from its start and the ground under it is
     covered. The vehicle flies to it with the camera off; triggering is re-started
     there if the interrupted leg was being photographed.
-    The id is ``<sortie>-r<n>`` so logs and tickets show where it came from.
+    The id is ``<sortie>-r<n>`` so logs and tickets show where it came from. With
+    ``plan``, transit waypoints around the no-fly zones are put before the resume point
+    when the straight leg from home would cross one.
     """
     if not 0 <= resume_index < len(sortie.waypoints):
         raise MissionBuildError(
@@ -418,11 +464,13 @@ def follow_up_sortie(sortie: Sortie, resume_index: int, suffix: str | None = Non
     else:
         base, _, n = sortie.id.rpartition("-r")
         sid = f"{base}-r{int(n) + 1}" if base and n.isdigit() else f"{sortie.id}-r1"
+    if plan is not None:
+        wps = transit_waypoints(plan, wps[0]) + wps
     grids: list[str] = []
     for w in wps:
         if w.grid_id and w.grid_id not in grids:
             grids.append(w.grid_id)
-    frac = (len(wps) / len(sortie.waypoints)) if sortie.waypoints else 0.0
+    frac = ((len(sortie.waypoints) - resume_index) / len(sortie.waypoints)) if sortie.waypoints else 0.0
     return Sortie(
         id=sid,
         drone=sortie.drone,

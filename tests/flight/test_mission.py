@@ -119,3 +119,25 @@ def test_plan_round_trip_keeps_missions_identical(tmp_path):
     plan.save(p)
     again = Plan.load(p)
     assert build_mission(again.sorties[1], again) == build_mission(plan.sorties[1], plan)
+
+
+def test_follow_up_goes_around_a_no_fly_zone_between_home_and_the_resume_point():
+    from shapely.geometry import LineString, Polygon
+
+    from geo.plan_schema import NoFlyZone
+    from geo.projection import LocalFrame
+
+    plan = make_plan([[(200, -60)]], lines=3)
+    frame = LocalFrame(plan.home.lat, plan.home.lon)
+    ring = [list(map(float, frame.to_wgs84(e, n))) for e, n in [(80, -40), (120, -40), (120, 40), (80, 40), (80, -40)]]
+    plan.no_fly = [NoFlyZone(id="NF", name="school", rings=[ring], buffer_m=10.0)]
+    s = plan.sorties[0]
+    fu = follow_up_sortie(s, 2, plan=plan)
+    n_transit = len(fu.waypoints) - (len(s.waypoints) - 2)
+    assert n_transit >= 1 and all(w.kind == "transit" and w.camera is None for w in fu.waypoints[:n_transit])
+    assert (fu.waypoints[n_transit].lat, fu.waypoints[n_transit].lon) == (s.waypoints[2].lat, s.waypoints[2].lon)
+    pts = [(0.0, 0.0)] + [tuple(map(float, frame.to_local(w.lon, w.lat))) for w in fu.waypoints[: n_transit + 1]]
+    zone = Polygon([tuple(map(float, frame.to_local(lon, lat))) for lon, lat in ring]).buffer(10.0)
+    assert not LineString(pts).intersects(zone)
+    # a clear straight leg needs no transit
+    assert len(follow_up_sortie(s, 2, plan=make_plan([[(200, -60)]], lines=3)).waypoints) == len(s.waypoints) - 2
