@@ -262,3 +262,41 @@ def test_intranet_tile_server_and_bd09_display(browser, make_server, points, art
     finally:
         ctx.close()
         tile_srv.shutdown()
+
+
+def test_worker_page_on_a_slow_flaky_connection(browser, make_server, points) -> None:
+    """Slow 3G-like link (400 ms RTT, 50 kB/s): the phone page stays small and loads, and a
+    failed ticket fetch is retried."""
+    srv = make_server(extra_tokens=WORKER)
+    t = srv.ingest("straw_burning", *points[G1], "slow-1")
+    guard = Guard()
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    guard.attach(context, page)
+    failed = {"n": 0}
+
+    def flaky(route) -> None:  # noqa: ANN001 - playwright Route
+        if failed["n"] < 2:  # the first two ticket fetches die on the way
+            failed["n"] += 1
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/tickets?*", flaky)
+    sizes: list[int] = []
+    page.on("response", lambda r: sizes.append(len(r.body())) if r.request.resource_type != "eventsource" else None)
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 400,
+                                                   "downloadThroughput": 50_000, "uploadThroughput": 20_000})
+    try:
+        start = time.monotonic()
+        page.goto(f"{srv.url}/worker?token=tok-worker")
+        page.wait_for_selector(f".tcard[data-id='{t['ticket_id']}']", timeout=30000)
+        took = time.monotonic() - start
+        assert failed["n"] == 2  # the page retried past two network failures
+        assert sum(sizes) < 60_000, f"worker page moved {sum(sizes)} bytes"
+        assert took < 20, took
+        assert guard.outside == []
+    finally:
+        context.close()
