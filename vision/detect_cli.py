@@ -1,10 +1,10 @@
-"""``skygrid vision detect IMAGES...``: run the patrol detector on photos.
+"""skygrid vision detect IMAGES...: run the patrol detector on photos or videos.
 
-Without a flight log it prints the boxes found in each image. With ``--flight-log`` every
-photo is georeferenced by its capture time (EXIF DateTimeOriginal, or ``--times`` CSV, or
-the file time) and the full vision stage runs: geolocation, association over photos, and
-incidents, which ``--report-to URL --token T`` posts to dispatch. ``--json`` prints one
-JSON object per line instead of tables.
+Without a flight log it prints the boxes found in each image (videos: one frame every
+--video-step seconds). With --flight-log every photo or video frame is georeferenced by its
+capture time (EXIF DateTimeOriginal, or a --times CSV, or the file time) and the whole
+vision stage runs: geolocation, association over frames, incidents, which
+--report-to URL --token T posts to dispatch. --json prints one JSON object per line.
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "skygrid-yolo.onnx"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".ts"}  # as vision.pipeline.VIDEO_SUFFIXES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``skygrid vision detect``."""
-    parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG/PNG) or folders of them")
+    parser.add_argument("images", nargs="+", type=Path, help="image files (JPEG/PNG), videos, or folders of them")
+    parser.add_argument("--video-step", type=float, default=1.0, help="seconds between analysed video frames (default %(default)s)")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="ONNX model (default: the shipped %(default)s)")
     parser.add_argument("--conf", type=float, default=0.25, help="confidence threshold for all classes (default %(default)s)")
     parser.add_argument("--class-conf", action="append", default=[], metavar="CLASS=CONF",
@@ -52,7 +55,7 @@ def _expand(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")))
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES))
         else:
             out.append(p)
     return out
@@ -114,23 +117,47 @@ def run(args: argparse.Namespace) -> int:
     return _georeferenced(args, detector, images, out, console, Progress)
 
 
-def _detect_only(args, detector, images, out, console, Table, Progress) -> int:
+def _frames_of(path: Path, step_s: float):
+    """(label, BGR image or None) for a photo, or for a video's frames every ``step_s`` seconds."""
     import cv2
 
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        yield str(path), cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        yield str(path), None
+        return
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    k, next_t = 0, 0.0
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                return
+            t = k / fps
+            k += 1
+            if t + 1e-6 >= next_t:
+                next_t = t + step_s
+                yield f"{path}#t={t:.2f}", img
+    finally:
+        cap.release()
+
+
+def _detect_only(args, detector, images, out, console, Table, Progress) -> int:
     bad = 0
     rows: list[tuple[str, Any]] = []
     with Progress(console=console, transient=True) as prog:
         task = prog.add_task("detecting", total=len(images))
         for p in images:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                console.print(f"[yellow]{p}: cannot decode image, skipped[/yellow]")
-                bad += 1
-                prog.advance(task)
-                continue
-            tiled = args.tile and max(img.shape[:2]) > args.tile and hasattr(detector, "detect_tiled")
-            dets = detector.detect_tiled(img, tile=args.tile) if tiled else detector.detect(img)
-            rows.append((str(p), dets))
+            for label, img in _frames_of(p, args.video_step):
+                if img is None:
+                    console.print(f"[yellow]{p}: cannot decode, skipped[/yellow]")
+                    bad += 1
+                    continue
+                tiled = args.tile and max(img.shape[:2]) > args.tile and hasattr(detector, "detect_tiled")
+                dets = detector.detect_tiled(img, tile=args.tile) if tiled else detector.detect(img)
+                rows.append((label, dets))
             prog.advance(task)
     if args.json:
         for path, dets in rows:
@@ -172,7 +199,7 @@ def _georeferenced(args, detector, images, out, console, Progress) -> int:
     skipped: list[tuple[str, str]] = []
     source = FileFrameSource(images, camera, telemetry, times=_read_times(args.times) if args.times else None,
                              time_offset_s=args.time_offset, gimbal_pitch_deg=args.gimbal_pitch, drone_id=args.drone_id,
-                             on_skip=lambda p, r: skipped.append((str(p), r)))
+                             on_skip=lambda p, r: skipped.append((str(p), r)), video_step_s=args.video_step)
     reporter = DispatchClient(args.report_to, args.token) if args.report_to else None
     tracker = IncidentTracker(patrol_id=args.patrol_id or args.flight_log.stem, k=args.k, n=args.n)
     stage = VisionStage(detector, tracker, camera, reporter=reporter, geolocator=GeoLocator(dem=dem), tile=args.tile,

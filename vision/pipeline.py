@@ -367,6 +367,9 @@ def exif_time(path: Path, utc_offset_h: float = 8.0) -> float | None:
     return t
 
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".ts"}
+
+
 class FileFrameSource:
     """Image files georeferenced from a flight log, as :class:`Frame` s for :class:`VisionStage`.
 
@@ -376,13 +379,15 @@ class FileFrameSource:
     (outside the log) or unreadable are reported to ``on_skip(path, reason)`` and skipped.
     Frames carry the encoded bytes, so the stage's decode timing and bad-image handling apply.
     Without a flight log, ``default_pose`` is used for every file (or the file is skipped).
+    Videos (.mp4, .mov, .avi, .mkv, .ts) give a frame every ``video_step_s`` seconds.
     """
 
     def __init__(self, paths: Sequence[str | Path], camera: CameraModel, telemetry: Sequence[Telemetry] | None = None,
                  times: dict[str, float] | None = None, time_offset_s: float = 0.0, gimbal_pitch_deg: float = -90.0,
                  ground_alt_m: float | None = None, default_pose: CameraPose | None = None, drone_id: str = "d0",
-                 on_skip: Callable[[Path, str], None] | None = None) -> None:
+                 on_skip: Callable[[Path, str], None] | None = None, video_step_s: float = 1.0) -> None:
         self.paths = [Path(p) for p in paths]
+        self.video_step_s = float(video_step_s)
         self.camera = camera
         self.telemetry = sorted(telemetry or [], key=lambda r: r.wall_time)
         self.times = dict(times or {})
@@ -401,8 +406,29 @@ class FileFrameSource:
         t = exif_time(path)
         return t if t is not None else path.stat().st_mtime
 
+    def _pose(self, p: Path, t: float) -> tuple[CameraPose, str | None] | None:
+        """Pose and sortie id at capture time ``t``; None (reported) when there is none."""
+        if self.telemetry:
+            pose = interpolate_pose(self.telemetry, t, self.ground_alt_m, self.gimbal_pitch_deg)
+            if pose is None:
+                when = datetime.fromtimestamp(t, UTC).isoformat()
+                self.on_skip(p, f"capture time {when} is outside the flight log")
+                return None
+            j = int(np.argmin([abs(r.wall_time - t) for r in self.telemetry]))
+            return pose, self.telemetry[j].sortie_id
+        if self.default_pose is not None:
+            return self.default_pose, None
+        self.on_skip(p, "no flight log and no default pose")
+        return None
+
     def __iter__(self) -> Iterator[Frame]:
-        for i, p in enumerate(self.paths):
+        fid = 0
+        for p in self.paths:
+            if p.suffix.lower() in VIDEO_SUFFIXES:
+                for f in self._video(p, fid):
+                    fid = f.frame_id + 1
+                    yield f
+                continue
             try:
                 data = p.read_bytes()
             except OSError as e:
@@ -418,24 +444,50 @@ class FileFrameSource:
                     self.on_skip(p, str(e))
                     continue
             t = self.capture_time(p) + self.time_offset_s
-            pose = None
-            if self.telemetry:
-                pose = interpolate_pose(self.telemetry, t, self.ground_alt_m, self.gimbal_pitch_deg)
-                if pose is None:
-                    when = datetime.fromtimestamp(t, UTC).isoformat()
-                    self.on_skip(p, f"capture time {when} is outside the flight log")
-                    continue
-            elif self.default_pose is not None:
-                pose = self.default_pose
+            got = self._pose(p, t)
+            if got is not None:
+                yield Frame(image=data, camera=camera, pose=got[0], drone_id=self.drone_id, frame_id=fid, time_s=t,
+                            wall_time=t, sortie_id=got[1])
+            fid += 1
+
+    def _video(self, p: Path, first_id: int) -> Iterator[Frame]:
+        """Frames of a video every ``video_step_s`` seconds. The video's start time is its
+        ``times`` entry, else its modification time minus its duration (cameras write the
+        file when recording stops)."""
+        cap = cv2.VideoCapture(str(p))
+        if not cap.isOpened():
+            self.on_skip(p, "cannot open video")
+            return
+        try:
+            fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+            n = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0
+            if p.name in self.times or str(p) in self.times:
+                start = self.capture_time(p)
             else:
-                self.on_skip(p, "no flight log and no default pose")
-                continue
-            sortie = None
-            if self.telemetry:
-                j = min(range(len(self.telemetry)), key=lambda k: abs(self.telemetry[k].wall_time - t))
-                sortie = self.telemetry[j].sortie_id
-            yield Frame(image=data, camera=camera, pose=pose, drone_id=self.drone_id, frame_id=i, time_s=t,
-                        wall_time=t, sortie_id=sortie)
+                start = p.stat().st_mtime - n / fps
+            start += self.time_offset_s
+            fid, k, next_t = first_id, 0, 0.0
+            while True:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                rel = k / fps
+                k += 1
+                if rel + 1e-6 < next_t:
+                    continue
+                next_t = rel + self.video_step_s
+                try:
+                    camera = camera_for_image(img.shape[1], img.shape[0], self.camera)
+                except ValueError as e:
+                    self.on_skip(p, str(e))
+                    return
+                got = self._pose(p, start + rel)
+                if got is not None:
+                    yield Frame(image=img, camera=camera, pose=got[0], drone_id=self.drone_id, frame_id=fid,
+                                time_s=start + rel, wall_time=start + rel, sortie_id=got[1])
+                fid += 1
+        finally:
+            cap.release()
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:

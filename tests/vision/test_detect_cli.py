@@ -81,3 +81,17 @@ def test_clear_errors(tmp_path, model, capsys):
     assert detect_cli.run(_parse([str(photos[0]), "--model", str(tmp_path / "nope.onnx")])) == 2
     assert "nope.onnx" in capsys.readouterr().err
     assert detect_cli.run(_parse([str(photos[0]), "--model", str(model), "--report-to", "http://x"])) == 2
+
+
+def test_detect_only_samples_video_frames(tmp_path, model, capsys):
+    p = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 4.0, (640, 480))
+    if not vw.isOpened():
+        pytest.skip("no MJPG writer in this OpenCV build")
+    for i in range(10):
+        vw.write(np.full((480, 640, 3), 20 * i, np.uint8))
+    vw.release()
+    assert detect_cli.run(_parse([str(p), "--model", str(model), "--json", "--video-step", "1.0"])) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["image"] for x in lines] == [f"{p}#t=0.00", f"{p}#t=1.00", f"{p}#t=2.00"]
+    assert all(x["detections"][0]["class_name"] == "illegal_dumping" for x in lines)

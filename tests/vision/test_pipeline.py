@@ -231,3 +231,22 @@ def test_exif_capture_time(tmp_path):
     r = tmp_path / "none.jpg"
     img.save(r)
     assert exif_time(r) is None
+
+
+def test_video_frames_are_sampled_and_georeferenced(tmp_path):
+    t0 = 1.7e9
+    tel = _telemetry(t0)
+    p = tmp_path / "DJI_0001.avi"
+    vw = cv2.VideoWriter(str(p), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (640, 480))
+    if not vw.isOpened():
+        pytest.skip("no MJPG writer in this OpenCV build")
+    for i in range(20):  # 4 s at 5 fps
+        vw.write(np.full((480, 640, 3), 10 * i, np.uint8))
+    vw.release()
+    src = FileFrameSource([p], PRESETS["m3e"], tel, times={p.name: t0 + 2.0}, video_step_s=1.0)
+    frames = list(src)
+    assert [round(f.time_s - t0, 3) for f in frames] == [2.0, 3.0, 4.0, 5.0]
+    assert [f.frame_id for f in frames] == [0, 1, 2, 3]
+    lat, lon = offset_to_wgs84(LAT0, LON0, 30.0, 0.0)  # 10 m/s north, 3 s after t0
+    assert distance_m(frames[1].pose.lat, frames[1].pose.lon, lat, lon) < 0.01
+    assert abs(int(frames[2].image.mean()) - 100) <= 3  # the 11th video frame (t = 2 s into the video)
