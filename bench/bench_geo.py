@@ -78,7 +78,7 @@ def side_by_side(n_grids: int = 30, seed: int = 5) -> dict:
     model = FlightModel()
     w, h = CAM.footprint_m(ALT)
     spacing = CAM.line_spacing_m(ALT, SIDE)
-    params = SweepParams(spacing, w, h, trigger_m=CAM.trigger_distance_m(ALT, 0.6))
+    params = SweepParams(spacing, w, h)
     tot = {"sky_t": 0.0, "qgc_t": 0.0, "sky_out": 0.0, "qgc_out": 0.0, "sky_nf": 0.0, "qgc_nf": 0.0,
            "sky_img": 0.0, "qgc_img": 0.0, "area": 0.0}
     for k in range(n_grids):

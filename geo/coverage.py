@@ -98,13 +98,10 @@ class SweepParams:
     footprint_w_m: float
     footprint_h_m: float
     min_segment_m: float = 1.0
-    angle_step_deg: float = 15.0
+    angle_step_deg: float = 10.0
     fill_gaps: bool = True
     #: gaps between swaths are filled with extra lines until at most this fraction stays unimaged
     max_unimaged: float = 0.003
-    #: distance between photos along a line (m); 0 = treat the photo strip as continuous.
-    #: Used so a trimmed line still ends on a photo (see :func:`trim_segments`).
-    trigger_m: float = 0.0
     #: shorten lines whose ends the footprint can image from inside (saves length, same imaging)
     trim_ends: bool = True
 
@@ -169,9 +166,9 @@ def trim_segments(region_rot, segs: np.ndarray, p: SweepParams) -> np.ndarray:
     within its strip (``v ± spacing / 2``, the band this line is responsible for) and ends
     half a footprint before it. Slanted edges trim less (the strip reaches further than the
     centre line). Lines are never lengthened beyond their clipped extent, so they stay inside
-    the region. With a trigger distance ``d`` photos fall at ``start + k d``; the end is
-    rounded up to the next photo so the last photo's footprint still reaches the edge (or
-    left untrimmed where that would overshoot). Returns a new (n, 4) array.
+    the region. This relies on a photo at both line ends: the planner gives every line its
+    own trigger distance ``length / ceil(length / d)`` (<= the nominal ``d``, so front overlap
+    only grows) so the last photo falls on the line end. Returns a new (n, 4) array.
     """
     if not len(segs) or not p.trim_ends:
         return segs
@@ -192,10 +189,6 @@ def trim_segments(region_rot, segs: np.ndarray, p: SweepParams) -> np.ndarray:
             lo[j] = min(lo[j], b[k, 0]) if j < n else max(lo[j], b[k, 2])
     a = np.maximum(u0, np.minimum(lo[:n] + h2, u1))
     b_ = np.minimum(u1, np.maximum(lo[n:] - h2, a))
-    if p.trigger_m > 0:
-        span = b_ - a
-        snapped = a + np.ceil(span / p.trigger_m - 1e-9) * p.trigger_m
-        b_ = np.where(snapped <= u1 + 1e-9, np.minimum(snapped, u1), u1)
     # keep a minimum length so line start and end stay distinct waypoints
     short = (b_ - a) < p.min_segment_m
     if np.any(short):
@@ -262,6 +255,24 @@ def _chain_length(order: list[tuple[int, bool]], dmat: np.ndarray) -> float:
     for (i, fi), (j, fj) in zip(order[:-1], order[1:], strict=True):
         total += float(dmat[2 * i + (0 if fi else 1), 2 * j + (1 if fj else 0)])
     return total
+
+
+def _serpentine(segs: np.ndarray, ends: np.ndarray, start: Point2) -> list[tuple[int, bool]]:
+    """Order for a convex part (one segment per line, any straight connection allowed):
+    lines bottom-up or top-down, alternating direction; of the four variants the one whose
+    entry is nearest ``start`` is flown. O(m), no distance matrix needed."""
+    m = len(segs)
+    idx = np.argsort(segs[:, 3], kind="stable")
+    best: tuple[float, list[tuple[int, bool]]] | None = None
+    for seq in (idx, idx[::-1]):
+        for first_flip in (False, True):
+            order = [(int(i), bool(first_flip ^ (k % 2 == 1))) for k, i in enumerate(seq)]
+            i, f = order[0]
+            d = math.dist(start, ends[2 * i + (1 if f else 0)])
+            if best is None or d < best[0]:
+                best = (d, order)
+    assert best is not None and len(best[1]) == m
+    return best[1]
 
 
 def _best_open_chain(ends: np.ndarray, dmat: np.ndarray, start: Point2, keep: int = 3) -> list[tuple[int, bool]]:
@@ -385,24 +396,31 @@ def sweep_segments_at(region_rot, v: float, min_len: float) -> list[tuple[float,
     return out
 
 
-def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2) -> list[tuple[float, float, str]]:
-    """Order the segments and connect them; ``fs`` None means every straight connection is free."""
+def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2, angle_deg: float = 0.0) -> list[tuple[float, float, str]]:
+    """Order the segments (sweep frame) and connect them; returns sweep-frame points.
+
+    ``fs`` is the free space in local x/y (not rotated), so one visibility graph serves every
+    candidate angle; None means every straight connection is free (convex part).
+    """
     m = len(segs)
     ends = np.empty((2 * m, 2))
     ends[0::2, 0], ends[1::2, 0] = segs[:, 1], segs[:, 2]
     ends[0::2, 1] = ends[1::2, 1] = segs[:, 3]
     if fs is None:
-        dmat = np.hypot(*(ends[:, None, :] - ends[None, :, :]).transpose(2, 0, 1))
+        order = _serpentine(segs, ends, start)
     else:
-        dmat = fs.distance_matrix(ends, ends)
-    order = _best_open_chain(ends, dmat, start)
+        ends_xy = _rotate_xy(ends, angle_deg)
+        order = _best_open_chain(ends, fs.distance_matrix(ends_xy, ends_xy), start)
     pts: list[tuple[float, float, str]] = []
     for k, (i, f) in enumerate(order):
-        s0, s1 = (ends[2 * i + 1], ends[2 * i]) if f else (ends[2 * i], ends[2 * i + 1])
+        e0, e1 = (2 * i + 1, 2 * i) if f else (2 * i, 2 * i + 1)
+        s0, s1 = ends[e0], ends[e1]
         if k and fs is not None:
-            prev = (pts[-1][0], pts[-1][1])
-            for q in fs.path(prev, (float(s0[0]), float(s0[1]))):
-                pts.append((q[0], q[1], "transit"))
+            prev = _rotate_xy(np.asarray([pts[-1][:2]]), angle_deg)[0]
+            via = fs.path((float(prev[0]), float(prev[1])), (float(ends_xy[e0, 0]), float(ends_xy[e0, 1])))
+            if via:
+                for q in _rotate_xy(np.asarray(via), -angle_deg):
+                    pts.append((float(q[0]), float(q[1]), "transit"))
         pts.append((float(s0[0]), float(s0[1]), "line_start"))
         pts.append((float(s1[0]), float(s1[1]), "line_end"))
     return pts
@@ -417,7 +435,7 @@ def plan_part(
     model: FlightModel,
     start: Point2 = (0.0, 0.0),
     angle_deg: float | None = None,
-    full_evaluations: int = 6,
+    full_evaluations: int = 12,
 ) -> CellRoute | None:
     """Route over one connected ``region`` (local metres) that stays inside ``free``.
 
@@ -440,12 +458,12 @@ def plan_part(
             t = np.radians(np.asarray(cands))
             across = -hull[:, 0][None, :] * np.sin(t)[:, None] + hull[:, 1][None, :] * np.cos(t)[:, None]
             nlines = np.ceil((across.max(axis=1) - across.min(axis=1)) / p.spacing_m - 1e-9)
-            keep = np.argsort(nlines, kind="stable")[: 2 if convex else 6]
+            keep = np.argsort(nlines, kind="stable")[: 2 if convex else 12]
             cands = [cands[i] for i in keep]
     scored = []
     for a in cands:
         rot = affinity.rotate(region, -a, origin=(0.0, 0.0))
-        for phase in (0.0,) if convex else (0.0, -0.25, 0.25):
+        for phase in (0.0,) if convex else (0.0, -0.25, 0.25, 0.5):
             segs = sweep_segments(rot, p.spacing_m, p.min_segment_m, phase)
             if not len(segs):
                 # tiny region: one short line through its middle
@@ -460,6 +478,7 @@ def plan_part(
         return None
     scored.sort(key=lambda t: t[0])
     best = None
+    fs: FreeSpace | None = None  # built once (local x/y), shared by every candidate angle
     goal = 1.0 - p.max_unimaged - 1e-9
     for _, a, rot, segs in scored[: 1 if convex else full_evaluations]:
         covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
@@ -478,8 +497,9 @@ def plan_part(
             continue  # a cheaper candidate cannot win without meeting the coverage goal
         t = math.radians(a)
         s_rot = (start[0] * math.cos(t) + start[1] * math.sin(t), -start[0] * math.sin(t) + start[1] * math.cos(t))
-        fs = None if convex else FreeSpace(affinity.rotate(free, -a, origin=(0.0, 0.0)))
-        pts_rot = _route_in_frame(segs, fs, s_rot)
+        if fs is None and not convex:
+            fs = FreeSpace(free)
+        pts_rot = _route_in_frame(segs, fs, s_rot, a)
         xy = _rotate_xy(np.asarray([(u, v) for u, v, _ in pts_rot]), a)
         cost = model.path_time_s(xy)
         key = (0, cost) if ok else (1, -imaged / rot.area)

@@ -120,7 +120,9 @@ def qgc_mission(plan: Plan, sortie: Sortie) -> dict[str, Any]:
         if wp.camera == "start_distance":
             add(MAV_CMD_DO_SET_CAM_TRIGG_DIST, MAV_FRAME_MISSION, [wp.trigger_distance_m or plan.trigger_distance_m, 0, 1, 0, 0, 0, 0])
         elif wp.camera == "stop_distance":
-            add(MAV_CMD_DO_SET_CAM_TRIGG_DIST, MAV_FRAME_MISSION, [0, 0, 0, 0, 0, 0, 0])
+            # distance 0 stops triggering; param3 = 1 takes a last photo at the line end (lines
+            # are trimmed to half a footprint inside the grid, so the end photo matters)
+            add(MAV_CMD_DO_SET_CAM_TRIGG_DIST, MAV_FRAME_MISSION, [0, 0, 1, 0, 0, 0, 0])
     add(MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_FRAME_MISSION, [0, 0, 0, 0, 0, 0, 0])
     fence = [
         {"inclusion": False, "polygon": [[lat, lon] for lon, lat in ring[:-1]], "version": 1}

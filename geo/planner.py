@@ -216,6 +216,23 @@ def _split_route(route: CellRoute, max_s: float, model: FlightModel, home: Point
     return out
 
 
+def line_triggers(xy: np.ndarray, kinds: Sequence[str], trigger_m: float) -> list[float | None]:
+    """Per-line trigger distance (m) so that the last photo falls on the line end.
+
+    Lines are trimmed to half a footprint inside the grid (:func:`geo.coverage.trim_segments`),
+    which is only safe when a photo is taken at both ends. A line of length L gets
+    ``L / ceil(L / trigger_m)`` (never more than the nominal distance, so front overlap only
+    grows), rounded down to the millimetre. None for every point that does not start a line.
+    """
+    out: list[float | None] = [None] * len(kinds)
+    for k in range(len(kinds) - 1):
+        if kinds[k] == "line_start" and kinds[k + 1] == "line_end":
+            ln = float(np.hypot(*(xy[k + 1] - xy[k])))
+            if ln > 0.5:
+                out[k] = math.floor(ln / math.ceil(ln / trigger_m - 1e-9) * 1000.0) / 1000.0
+    return out
+
+
 def _tour(jobs: list[_Job], home: Point2, two_opt_max: int = 400) -> list[_Job]:
     """Order jobs from home: nearest entry/exit first, then 2-opt with direction flips."""
     n = len(jobs)
@@ -312,7 +329,7 @@ def plan_patrol(
     spacing = camera.line_spacing_m(alt, side_overlap)
     trigger = camera.trigger_distance_m(alt, front_overlap)
     fw, fh = camera.footprint_m(alt)
-    params = SweepParams(spacing, fw, fh, trigger_m=trigger)
+    params = SweepParams(spacing, fw, fh)
     model = FlightModel(speed_m_s=speed_m_s, turn_s=turn_s)
     hlat, hlon = float(home[0]), float(home[1])
     halt = float(home[2]) if len(home) > 2 else 0.0
@@ -476,11 +493,11 @@ def plan_patrol(
 
     alt_r, trigger_r = round(alt, 2), round(trigger, 3)
 
-    def wp(lon: float, lat: float, kind: str, grid_id: str | None) -> Waypoint:
+    def wp(lon: float, lat: float, kind: str, grid_id: str | None, trig: float | None = None) -> Waypoint:
         cam = {"line_start": "start_distance", "line_end": "stop_distance"}.get(kind)
         return Waypoint(
             lat=lat, lon=lon, rel_alt_m=alt_r, speed_m_s=speed_m_s, kind=kind, grid_id=grid_id, camera=cam,
-            trigger_distance_m=trigger_r if kind == "line_start" else None, gimbal_pitch_deg=-90.0,
+            trigger_distance_m=(trig or trigger_r) if kind == "line_start" else None, gimbal_pitch_deg=-90.0,
         )
 
     sorties: list[Sortie] = []
@@ -499,7 +516,9 @@ def plan_patrol(
             xy = np.asarray([(0.0, 0.0)] + [(x, y) for x, y, _, _ in pts])
             lon, lat = frame.to_wgs84(xy[1:, 0], xy[1:, 1])
             lon, lat = np.round(np.atleast_1d(lon), 8).tolist(), np.round(np.atleast_1d(lat), 8).tolist()
-            wps = [wp(lo_, la_, kind, gid) for lo_, la_, (_, _, kind, gid) in zip(lon, lat, pts, strict=True)]
+            trig = line_triggers(xy[1:], [k for _, _, k, _ in pts], trigger)
+            wps = [wp(lo_, la_, kind, gid, tg)
+                   for lo_, la_, (_, _, kind, gid), tg in zip(lon, lat, pts, trig, strict=True)]
             dist = polyline_length(xy)
             dur = model.path_time_s(xy) + vertical
             gids = list(dict.fromkeys(flown[i].grid_id for i in c))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -51,8 +52,15 @@ def test_ci_plan_is_modest_balanced_and_well_formed(ci_plan, county):
         kinds = [w.kind for w in s.waypoints]
         survey = [w for w in s.waypoints if w.kind != "transit"]
         assert [w.kind for w in survey] == ["line_start", "line_end"] * (len(survey) // 2)
-        assert all(w.camera == "start_distance" and w.trigger_distance_m == plan.trigger_distance_m
+        assert all(w.camera == "start_distance" and 0 < w.trigger_distance_m <= plan.trigger_distance_m
                    for w in survey if w.kind == "line_start")
+        # lines are trimmed to half a footprint inside the grid, so a photo must fall on each
+        # line end: the per-line trigger distance divides the line length
+        frame = LocalFrame(plan.home.lat, plan.home.lon)
+        for a, b in zip(survey[0::2], survey[1::2], strict=True):
+            ln = math.dist(frame.to_local(a.lon, a.lat), frame.to_local(b.lon, b.lat))
+            k = ln / a.trigger_distance_m
+            assert abs(k - round(k)) * a.trigger_distance_m < 0.05 and round(k) == math.ceil(ln / plan.trigger_distance_m - 1e-6)
         assert all(w.camera == "stop_distance" for w in survey if w.kind == "line_end")
         assert all(w.rel_alt_m == 80 and w.speed_m_s == 10 for w in s.waypoints)
         assert kinds[-1] == "transit" and abs(s.waypoints[-1].lat - plan.home.lat) < 1e-7  # ends above home
@@ -133,8 +141,11 @@ def test_qgc_plan_structure(ci_plan, tmp_path):
     assert len(wps) == len(s0.waypoints)
     assert wps[0]["params"][4:7] == [s0.waypoints[0].lat, s0.waypoints[0].lon, s0.waypoints[0].rel_alt_m]
     assert all(it["frame"] == 3 and it["AltitudeMode"] == 1 for it in wps)
-    trig = [it["params"][0] for it in items if it["command"] == 206]
-    assert trig[0] == pytest.approx(ci_plan.trigger_distance_m) and trig[1] == 0
+    trig = [it["params"] for it in items if it["command"] == 206]
+    first = next(w for w in ci_plan.sorties[0].waypoints if w.camera == "start_distance")
+    # start: per-line distance (<= nominal) and one photo at once; stop: distance 0 and a last photo
+    assert trig[0][0] == pytest.approx(first.trigger_distance_m) and 0 < trig[0][0] <= ci_plan.trigger_distance_m
+    assert trig[0][2] == 1 and trig[1][0] == 0 and trig[1][2] == 1
     fence = doc["geoFence"]
     assert fence["version"] == 2 and fence["polygons"][0]["inclusion"] is False
     lat, lon = fence["polygons"][0]["polygon"][0]
