@@ -439,7 +439,8 @@ class PatrolRun:
             self.state.phase = "starting drones"
             connections = self.start_vehicles()
             reporter = DispatchReporter(self.server.url, self.tokens["operator"])
-            fleet = Fleet(self.plan, connections, listeners=[self.feed, reporter], log_dir=self.cfg.work_dir / "flightlogs")
+            fleet = Fleet(self.plan, connections, listeners=[self.feed, reporter], log_dir=self.cfg.work_dir / "flightlogs",
+                          battery_swap=self._swap_battery)
             self.state.phase = "flying"
             t0 = time.monotonic()
             sim0 = self._sim_time()
@@ -461,6 +462,10 @@ class PatrolRun:
             if watcher:
                 await watcher.stop()
             self.stop_parts(keep_server=keep_server and self.state.phase == "done")
+
+    def _swap_battery(self, drone_id: str) -> None:
+        """Between sorties the ground crew swaps the pack: the simulated battery is refilled."""
+        self.vehicles[int(drone_id[1:])].faults.low_battery(100.0)
 
     def _sim_time(self) -> float:
         """Simulated seconds elapsed on the slowest-moving clock of the running vehicles."""

@@ -601,6 +601,10 @@ class Autopilot:
         """Advance the vehicle by ``dt`` sim seconds."""
         if battery_pct is not None:
             self.body.battery_pct = battery_pct
+            # a fresh pack (battery swap) re-arms the battery failsafes, as a new PX4 boot would
+            for flag, thr in (("bat_low", "BAT_LOW_THR"), ("bat_crit", "BAT_CRIT_THR"), ("bat_emerg", "BAT_EMERGEN_THR")):
+                if battery_pct > self.params[thr] * 100:
+                    self._failsafe.discard(flag)
         self._failsafes(gps_lost, breach)
         if self.armed:
             if self.mode == "MISSION":
