@@ -123,6 +123,10 @@ def _build_filter(principal: Any, q: Any) -> EventFilter:
                                   priority=q.get("priority"), topic=q.get("topic"), allowed_grids=allowed)
 
 
+#: ids are 64-bit signed integers in SQLite and PostgreSQL
+MAX_EVENT_ID = 2**63 - 1
+
+
 def _after(value: str | None, field: str) -> int | None:
     if value is None or value == "":
         return None
@@ -130,8 +134,8 @@ def _after(value: str | None, field: str) -> int | None:
         n = int(value)
     except ValueError:
         raise ValueError(f"{field}: {value!r} is not an event id (an integer)") from None
-    if n < 0:
-        raise ValueError(f"{field}: event id must be >= 0, got {n}")
+    if not 0 <= n <= MAX_EVENT_ID:
+        raise ValueError(f"{field}: event id must be within 0..{MAX_EVENT_ID}, got {n}")
     return n
 
 
@@ -335,7 +339,7 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
 
     @router.get("/api/v1/drones/commands", summary="Drone commands after an id (the flight reporter polls this)")
     async def get_commands(request: Request, drone_id: str | None = Query(None, max_length=64),
-                           after: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=1000),
+                           after: int = Query(0, ge=0, le=MAX_EVENT_ID), limit: int = Query(200, ge=1, le=1000),
                            _p: Any = Depends(commander)) -> dict[str, Any]:
         cmds = await asyncio.to_thread(store.commands_after, _hub(request).engine, drone_id, after, limit)
         return {"commands": cmds}
