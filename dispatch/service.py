@@ -479,12 +479,13 @@ def apply_action(session: Session, rt: Runtime, ticket_id: int, action: str, pri
     duration = (now - t.stage_started_at).total_seconds()
     on_time = duration <= rt.routing.stage_seconds(t.class_name, stage, t.area_type) if stage else None
     t.status = target
-    new_stage = wf.states[target].stage
-    t.sla_stage = new_stage
-    t.stage_started_at = now
-    t.sla_due_at = (now + timedelta(seconds=rt.routing.stage_seconds(t.class_name, new_stage, t.area_type))
-                    if new_stage else None)
-    t.overdue = False
+    if target != from_status:  # a stay-in-state action (claim) must not restart or clear the clock
+        new_stage = wf.states[target].stage
+        t.sla_stage = new_stage
+        t.stage_started_at = now
+        t.sla_due_at = (now + timedelta(seconds=rt.routing.stage_seconds(t.class_name, new_stage, t.area_type))
+                        if new_stage else None)
+        t.overdue = False
     t.updated_at = now
     if wf.states[target].terminal:
         t.closed_at = now

@@ -57,7 +57,8 @@ def test_every_legal_transition_applies_and_is_recorded(env):
         env.clock.advance(7)
         kw = {"duplicate_of": env.post_incident(env.incident(f"dup-{n}", class_name="hazmat_fire"))["ticket_id"]} \
             if action == "mark_duplicate" else {}
-        r = env.act(tid, action, comment=f"why {action}", **kw)
+        role = "dispatcher" if "dispatcher" in WF.actions[action].roles else "department"
+        r = env.act(tid, action, comment=f"why {action}", token=role, **kw)
         assert r.status_code == 200, (action, source, r.text)
         target = WF.actions[action].target
         assert r.json()["status"] == target
@@ -66,7 +67,8 @@ def test_every_legal_transition_applies_and_is_recorded(env):
         last = events[-1]
         assert (last["kind"], last["action"], last["from_status"], last["to_status"]) == (
             "transition", action, source, target)
-        assert last["comment"] == f"why {action}" and last["actor"] == "值班长" and last["actor_role"] == "dispatcher"
+        actor = {"dispatcher": "值班长", "department": "生态环境分局"}[role]
+        assert last["comment"] == f"why {action}" and last["actor"] == actor and last["actor_role"] == role
         assert last["at"] == env.clock.now().isoformat().replace("+00:00", "Z")
         stage = WF.states[source].stage
         assert last["stage"] == stage
@@ -110,6 +112,21 @@ def test_roles_per_action(env):
     assert env.act(tid, "resolve", token="department").status_code == 200
     assert env.act(tid, "assess", token="worker1").status_code == 403
     assert env.act(tid, "assess").json()["status"] == "closed"
+
+
+def test_grid_worker_claims_without_resetting_the_clock_and_can_send_back(env):
+    tid = env.post_incident(env.incident("c1"))["ticket_id"]
+    env.act(tid, "sign")
+    env.act(tid, "route")
+    due = env.client.get(f"/api/v1/tickets/{tid}", headers=auth("viewer")).json()["sla"]["due_at"]
+    env.clock.advance(60)
+    assert env.act(tid, "claim").status_code == 403  # the worker's or a department's action
+    r = env.act(tid, "claim", token="worker1", comment="正在前往")
+    assert r.status_code == 200 and r.json()["status"] == "routed"
+    assert r.json()["sla"]["due_at"] == due  # signing for the order does not buy more time
+    r = env.act(tid, "return", token="worker1", comment="非本网格")
+    assert r.status_code == 200 and r.json()["status"] == "analyzing"  # back to the dispatcher to re-route
+    assert env.act(tid, "claim", token="worker1").status_code == 409
 
 
 def test_mark_duplicate_needs_another_ticket(env):

@@ -106,14 +106,18 @@
     const what = b.dataset.do;
     b.disabled = true;
     try {
-      if (what === "accept") { await comment(t, "网格员已接单，正在前往现场"); toast("已接单"); }
+      if (what === "accept") {
+        if (can(t, "claim")) await act(t, "claim", "网格员已接单，正在前往现场");
+        else await comment(t, "网格员已接单，正在前往现场");
+        toast("已接单");
+      }
       else if (what === "arrive") { await act(t, "arrive", "网格员到场"); toast("已到场"); }
       else if (what === "resolve") {
         const note = card.querySelector(`[data-note="${t.id}"]`).value.trim();
         await act(t, "resolve", note || "网格员现场处置完毕"); toast("已提交处置结果");
       } else if (what === "send_back") {
         const why = window.prompt("退回原因（如：非本网格、需部门处置）"); if (why === null) { b.disabled = false; return; }
-        if (can(t, "send_back")) await act(t, "send_back", why);
+        if (can(t, "return")) await act(t, "return", why || "需指挥室重新派单");
         else await comment(t, "【网格员退回】" + (why || "需指挥室重新派单"));
         toast("已退回指挥室");
       } else if (what === "report") { await report(t, card); }
