@@ -104,6 +104,9 @@ class SweepParams:
     max_unimaged: float = 0.003
     #: shorten lines whose ends the footprint can image from inside (saves length, same imaging)
     trim_ends: bool = True
+    #: a part without holes whose area is within this fraction of its convex hull's gets the
+    #: small angle/phase search (4 angles x 2 phases instead of 12 x 4)
+    nearly_convex: float = 0.05
 
 
 def _rotate_xy(a: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -174,21 +177,31 @@ def trim_segments(region_rot, segs: np.ndarray, p: SweepParams) -> np.ndarray:
         return segs
     h2, s2 = p.footprint_h_m / 2.0, p.spacing_m / 2.0
     u0, u1, v = segs[:, 1], segs[:, 2], segs[:, 3]
-    left = shapely.box(u0 - p.footprint_h_m, v - s2, u0 + h2, v + s2)
-    right = shapely.box(u1 - h2, v - s2, u1 + p.footprint_h_m, v + s2)
-    ends = shapely.points(np.column_stack([np.concatenate([u0, u1]), np.concatenate([v, v])]))
-    inter = shapely.intersection(np.concatenate([left, right]), region_rot)
+    # one strip per line (not per segment): its pieces' extents bound what each segment images
+    lines, inv = np.unique(v, return_inverse=True)
+    minx, _, maxx, _ = region_rot.bounds
+    inter = shapely.intersection(shapely.box(minx - 1.0, lines - s2, maxx + 1.0, lines + s2), region_rot)
     parts, idx = shapely.get_parts(inter, return_index=True)
-    n = len(segs)
-    lo = np.concatenate([u0, u1]).copy()  # extent of the end's own component (min x for left, max x for right)
+    lo, hi = u0.copy(), u1.copy()
     if len(parts):
-        near = shapely.distance(parts, ends[idx]) < 1e-6
         b = shapely.bounds(parts)
-        for k in np.flatnonzero(near):
-            j = idx[k]
-            lo[j] = min(lo[j], b[k, 0]) if j < n else max(lo[j], b[k, 2])
-    a = np.maximum(u0, np.minimum(lo[:n] + h2, u1))
-    b_ = np.minimum(u1, np.maximum(lo[n:] - h2, a))
+        single = np.bincount(idx, minlength=len(lines)) == 1
+        first = np.full(len(lines), -1)
+        first[idx[::-1]] = np.arange(len(idx))[::-1]
+        for k in range(len(segs)):
+            li = inv[k]
+            if single[li]:
+                j = first[li]
+            else:  # several pieces on this line: the one holding the segment's midpoint
+                mid = shapely.points((u0[k] + u1[k]) / 2.0, v[k])
+                cand = np.flatnonzero(idx == li)
+                hit = cand[shapely.intersects(parts[cand], mid)]
+                if not len(hit):
+                    continue
+                j = hit[0]
+            lo[k], hi[k] = min(u0[k], b[j, 0]), max(u1[k], b[j, 2])
+    a = np.maximum(u0, np.minimum(lo + h2, u1))
+    b_ = np.minimum(u1, np.maximum(hi - h2, a))
     # keep a minimum length so line start and end stay distinct waypoints
     short = (b_ - a) < p.min_segment_m
     if np.any(short):
@@ -445,8 +458,12 @@ def plan_part(
     Returns None for a region too small to hold a line.
     """
     turn_m = model.turn_s * model.speed_m_s
-    convex = len(region.interiors) == 0 and region.area >= region.convex_hull.area * (1 - 1e-9)
+    hull_area = region.convex_hull.area
+    convex = len(region.interiors) == 0 and region.area >= hull_area * (1 - 1e-9)
     convex = convex and free.covers(region.convex_hull)
+    # a nearly convex part (a jittered quad with one shallow reflex corner) has few distinct
+    # routes: search its angles and phases like a convex one's neighbourhood, not exhaustively
+    nearly = not convex and len(region.interiors) == 0 and region.area >= hull_area * (1 - p.nearly_convex)
     # a convex region's narrowest direction is parallel to a hull edge (rotating calipers),
     # so the fan of extra angles only matters for concave regions
     cands = [angle_deg] if angle_deg is not None else _angle_candidates(region, 0.0 if convex else p.angle_step_deg)
@@ -458,12 +475,14 @@ def plan_part(
             t = np.radians(np.asarray(cands))
             across = -hull[:, 0][None, :] * np.sin(t)[:, None] + hull[:, 1][None, :] * np.cos(t)[:, None]
             nlines = np.ceil((across.max(axis=1) - across.min(axis=1)) / p.spacing_m - 1e-9)
-            keep = np.argsort(nlines, kind="stable")[: 2 if convex else 12]
+            keep = np.argsort(nlines, kind="stable")[: 2 if convex else 4 if nearly else 12]
+            if convex and len(keep) == 2 and nlines[keep[1]] > nlines[keep[0]]:
+                keep = keep[:1]  # a line fewer saves a U-turn and a ~spacing connection (~150 m): skip the runner-up
             cands = [cands[i] for i in keep]
     scored = []
     for a in cands:
         rot = affinity.rotate(region, -a, origin=(0.0, 0.0))
-        for phase in (0.0,) if convex else (0.0, -0.25, 0.25, 0.5):
+        for phase in (0.0,) if convex else (0.0, 0.5) if nearly else (0.0, -0.25, 0.25, 0.5):
             segs = sweep_segments(rot, p.spacing_m, p.min_segment_m, phase)
             if not len(segs):
                 # tiny region: one short line through its middle
@@ -480,7 +499,12 @@ def plan_part(
     best = None
     fs: FreeSpace | None = None  # built once (local x/y), shared by every candidate angle
     goal = 1.0 - p.max_unimaged - 1e-9
-    for _, a, rot, segs in scored[: 1 if convex else full_evaluations]:
+    for est, a, rot, segs in scored[: 1 if convex else full_evaluations]:
+        # branch and bound: the estimate less one connection is a lower bound on the routed
+        # cost (every further segment needs a U-turn and at least one spacing of transit; gap
+        # lines only add), so once it exceeds the best routed cost no later candidate can win
+        if best is not None and best[0][0] == 0 and (est - p.spacing_m - turn_m) / model.speed_m_s > best[1]:
+            break
         covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
         imaged = shapely.intersection(covered, rot).area
         for _ in range(2 if p.fill_gaps else 0):  # a second pass catches what the first lines missed

@@ -103,9 +103,12 @@ def _plan_grid(task: _GridTask) -> tuple[str, list[CellRoute], float, int]:
     inner = task.local.buffer(-SAFETY_M, join_style="mitre")
     obstacles = None if task.obstacles is None else task.obstacles.buffer(SAFETY_M)
     allowed = inner if obstacles is None else inner.difference(obstacles)
-    free = task.local.buffer(task.edge_margin_m - SAFETY_M, join_style="mitre")
-    if obstacles is not None:
-        free = free.difference(obstacles)
+    if task.edge_margin_m > 0:
+        free = task.local.buffer(task.edge_margin_m - SAFETY_M, join_style="mitre")
+        if obstacles is not None:
+            free = free.difference(obstacles)
+    else:
+        free = allowed
     free_parts = _polys(free)
     routes: list[CellRoute] = []
     skipped = 0
@@ -354,11 +357,16 @@ def plan_patrol(
     # --- grids -------------------------------------------------------------------------
     tasks = []
     grid_local = {}
-    for g in grids:
-        gl = _to_local(g.polygon, frame)
+    # one projection call for every grid's coordinates (a pyproj call per grid costs more than
+    # the projection itself at city scale); an STRtree finds the zones near each grid
+    all_local = _to_local(np.asarray([g.polygon for g in grids], dtype=object), frame)
+    zone_tree = shapely.STRtree([zl for _, zl in zones_local]) if zones_local else None
+    for g, gl in zip(grids, all_local, strict=True):
         grid_local[g.id] = gl
         obs = None
-        for z, zl in zones_local:
+        near = zone_tree.query(gl) if zone_tree is not None else []
+        for zi in sorted(int(i) for i in near):
+            z, zl = zones_local[zi]
             if not gl.intersects(zl):
                 continue
             inter = gl.intersection(zl).area

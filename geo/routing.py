@@ -119,7 +119,7 @@ class FreeSpace:
         if dist.size == 0:
             return out
         da = self._to_nodes(a)  # (ka, n)
-        db = self._to_nodes(b)  # (kb, n)
+        db = da if b is a or (ka == kb and np.array_equal(a, b)) else self._to_nodes(b)  # (kb, n)
         via_a = np.min(da[:, :, None] + dist[None, :, :], axis=1)  # (ka, n): a -> node j
         graph = np.min(via_a[:, None, :] + db[None, :, :], axis=2)  # (ka, kb)
         return np.minimum(out, graph)
