@@ -3,8 +3,12 @@
 QGC's Survey item lays transects at one fixed angle and flies each from the first to the
 last crossing of the polygon's outer edge, so it overflies concave notches and ignores
 holes and no-fly zones. Lines alternate direction (serpentine) and are joined straight.
-Works in local metres. Deliberately generous to the baseline: no turnaround distance and
-lines centred in the polygon like SkyGrid's.
+Works in local metres. Deliberately generous to the baseline: no turnaround distance (QGC
+adds one beyond each transect end by default) and lines centred in the polygon like
+SkyGrid's (QGC starts them from its bounding box). Flown cost uses the same
+:class:`geo.coverage.FlightModel` as SkyGrid (length at cruise speed + time per degree of
+turn), so each line end costs the same U-turn for both. ``angle_deg`` is the transect
+direction counter-clockwise from east: 0 = east-west; QGC's own 0° (north-south) is 90 here.
 """
 
 from __future__ import annotations
