@@ -135,3 +135,11 @@ def test_flush_updates_reports_unsent_sightings_once():
     (inc,) = tr.flush_updates()
     assert inc.frames_seen == 3 and inc.extra["status"] == "updated"
     assert tr.flush_updates() == []
+
+
+def test_weak_repeated_detections_do_not_confirm_until_one_is_confident():
+    tr = IncidentTracker("p1", k=2, n=3, confirm_conf=0.45)
+    for i in range(4):
+        assert tr.update(frame(i), [gd(0, 0, i=i, conf=0.3)]) == []
+    (inc,) = tr.update(frame(4), [gd(0, 0, i=4, conf=0.6)])
+    assert inc.extra["status"] == "confirmed" and inc.frames_seen == 5 and inc.confidence == 0.6
