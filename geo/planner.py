@@ -228,11 +228,16 @@ def line_triggers(xy: np.ndarray, kinds: Sequence[str], trigger_m: float) -> lis
     grows), rounded down to the millimetre. None for every point that does not start a line.
     """
     out: list[float | None] = [None] * len(kinds)
-    for k in range(len(kinds) - 1):
-        if kinds[k] == "line_start" and kinds[k + 1] == "line_end":
-            ln = float(np.hypot(*(xy[k + 1] - xy[k])))
-            if ln > 0.5:
-                out[k] = math.floor(ln / math.ceil(ln / trigger_m - 1e-9) * 1000.0) / 1000.0
+    if len(kinds) < 2:
+        return out
+    kk = np.asarray(kinds, dtype=object)
+    starts = np.flatnonzero((kk[:-1] == "line_start") & (kk[1:] == "line_end"))
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    ln = np.hypot(*(xy[starts + 1] - xy[starts]).T)
+    trig = np.floor(ln / np.ceil(ln / trigger_m - 1e-9) * 1000.0) / 1000.0
+    for k, L, t in zip(starts.tolist(), ln.tolist(), trig.tolist(), strict=True):
+        if L > 0.5:
+            out[k] = t
     return out
 
 

@@ -111,3 +111,28 @@ def test_sweep_angle_follows_long_axis():
     r = plan_part("R", 0, rect, rect, SweepParams(cam.line_spacing_m(80, 0.2), w, h), FlightModel())
     assert r.angle_deg == pytest.approx(30, abs=0.5)
     assert r.lines == 3  # 270 m across / 90 m spacing
+
+
+def test_line_ends_trimmed_to_half_a_footprint_inside():
+    """A rectangle swept along its long side: each line starts and ends half a footprint
+    inside the short edges (the camera images that far ahead/behind), still fully imaged."""
+    cam = PRESETS["m3e"]
+    w, h = cam.footprint_m(80)
+    rect = shapely.box(0, 0, 1000, 270)
+    r = plan_part("R", 0, rect, rect, SweepParams(cam.line_spacing_m(80, 0.2), w, h), FlightModel(), angle_deg=0.0)
+    xs = [p.x for p in r.points if p.kind != "transit"]
+    assert min(xs) == pytest.approx(h / 2, abs=0.01) and max(xs) == pytest.approx(1000 - h / 2, abs=0.01)
+    assert r.imaged_area_m2 / r.area_m2 > 0.999
+    untrimmed = plan_part("R", 0, rect, rect, SweepParams(cam.line_spacing_m(80, 0.2), w, h, trim_ends=False),
+                          FlightModel(), angle_deg=0.0)
+    assert r.time_s < untrimmed.time_s - 3 * h / FlightModel().speed_m_s * 0.99  # 3 lines, h shorter each
+
+
+def test_per_line_trigger_puts_a_photo_on_the_line_end():
+    from geo.planner import line_triggers
+
+    xy = np.asarray([[0, 0], [100, 0], [100, 90], [0.6, 90], [0, 90]], dtype=float)
+    trig = line_triggers(xy, ["line_start", "line_end", "line_start", "line_end", "transit"], 33.85)
+    assert trig[0] == pytest.approx(100 / 3, abs=1e-3) and trig[0] <= 33.85
+    assert trig[2] == pytest.approx(99.4 / 3, abs=1e-3)
+    assert trig[1] is None and trig[3] is None and trig[4] is None
