@@ -270,6 +270,33 @@ def _chain_length(order: list[tuple[int, bool]], dmat: np.ndarray) -> float:
     return total
 
 
+def _turn_penalty_m(ends: np.ndarray, turn_m: float) -> np.ndarray:
+    """(2m, 2m) turn cost in metre-equivalents of connecting exit endpoint a to entry endpoint b.
+
+    Every line is parallel to the sweep frame's x axis: leaving a line at its end (odd row)
+    heads +x, at its start (even row, flown reversed) -x; entering at a start heads +x, at an
+    end -x. The cost is ``turn_m / 180°`` times the heading change into the straight
+    connection and out of it (a wall-hugging transit turns more; this is the lower bound).
+    Symmetric under reversing the connection, so 2-opt stays valid.
+    """
+    if turn_m <= 0:
+        return np.zeros((len(ends), len(ends)))
+    n = len(ends)
+    sign = np.where(np.arange(n) % 2 == 1, 1.0, -1.0)  # exit heading at a; entry heading at b is -sign
+    d = ends[None, :, :] - ends[:, None, :]  # a -> b
+    ln = np.hypot(d[..., 0], d[..., 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cx = np.where(ln > 1e-9, d[..., 0] / ln, np.nan)
+    out_h = sign[:, None]  # +1 / -1 along x
+    in_h = -sign[None, :]
+    # angle between unit x-direction h and the connection: acos(h * cx)
+    a1 = np.degrees(np.arccos(np.clip(out_h * cx, -1.0, 1.0)))
+    a2 = np.degrees(np.arccos(np.clip(in_h * cx, -1.0, 1.0)))
+    direct = np.where(out_h == in_h, 0.0, 180.0)  # zero-length connection: heading change only
+    ang = np.where(np.isnan(cx), direct, a1 + a2)
+    return ang / 180.0 * turn_m
+
+
 def _serpentine(segs: np.ndarray, ends: np.ndarray, start: Point2) -> list[tuple[int, bool]]:
     """Order for a convex part (one segment per line, any straight connection allowed):
     lines bottom-up or top-down, alternating direction; of the four variants the one whose
@@ -409,21 +436,28 @@ def sweep_segments_at(region_rot, v: float, min_len: float) -> list[tuple[float,
     return out
 
 
-def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2, angle_deg: float = 0.0) -> list[tuple[float, float, str]]:
+def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2, angle_deg: float = 0.0,
+                    turn_m: float = 0.0) -> list[tuple[float, float, str]]:
     """Order the segments (sweep frame) and connect them; returns sweep-frame points.
 
     ``fs`` is the free space in local x/y (not rotated), so one visibility graph serves every
-    candidate angle; None means every straight connection is free (convex part).
+    candidate angle; None means every straight connection is free (convex part). The order
+    minimises connection length plus ``turn_m`` metres per 180° of heading change at both
+    ends of each connection (:func:`_turn_penalty_m`), the flight model's two cost terms.
     """
     m = len(segs)
     ends = np.empty((2 * m, 2))
     ends[0::2, 0], ends[1::2, 0] = segs[:, 1], segs[:, 2]
     ends[0::2, 1] = ends[1::2, 1] = segs[:, 3]
-    if fs is None:
+    if fs is None and not np.any(segs[:, 0] < 0):
         order = _serpentine(segs, ends, start)
     else:
-        ends_xy = _rotate_xy(ends, angle_deg)
-        order = _best_open_chain(ends, fs.distance_matrix(ends_xy, ends_xy), start)
+        if fs is None:
+            dmat = np.hypot(*(ends[:, None, :] - ends[None, :, :]).transpose(2, 0, 1))
+        else:
+            ends_xy = _rotate_xy(ends, angle_deg)
+            dmat = fs.distance_matrix(ends_xy, ends_xy)
+        order = _best_open_chain(ends, dmat + _turn_penalty_m(ends, turn_m), start)
     pts: list[tuple[float, float, str]] = []
     for k, (i, f) in enumerate(order):
         e0, e1 = (2 * i + 1, 2 * i) if f else (2 * i, 2 * i + 1)
@@ -523,7 +557,7 @@ def plan_part(
         s_rot = (start[0] * math.cos(t) + start[1] * math.sin(t), -start[0] * math.sin(t) + start[1] * math.cos(t))
         if fs is None and not convex:
             fs = FreeSpace(free)
-        pts_rot = _route_in_frame(segs, fs, s_rot, a)
+        pts_rot = _route_in_frame(segs, fs, s_rot, a, turn_m)
         xy = _rotate_xy(np.asarray([(u, v) for u, v, _ in pts_rot]), a)
         cost = model.path_time_s(xy)
         key = (0, cost) if ok else (1, -imaged / rot.area)
