@@ -315,20 +315,21 @@ def _serpentine(segs: np.ndarray, ends: np.ndarray, start: Point2) -> list[tuple
     return best[1]
 
 
-def _best_open_chain(ends: np.ndarray, dmat: np.ndarray, start: Point2, keep: int = 3) -> list[tuple[int, bool]]:
+def _best_open_chain(ends: np.ndarray, dmat: np.ndarray, start: Point2, keep: int = 3,
+                     starts: np.ndarray | None = None) -> list[tuple[int, bool]]:
     """Segment order for one part with a free entry: the route is a job the patrol tour may
     enter from either end, so starting it where a serpentine naturally begins (an extreme
     line) beats starting at the line end nearest to some outside point, which can force a
     long transit back across the part. Every endpoint is tried as the start of a
     nearest-end chain, the ``keep`` shortest are improved by 2-opt, and the shortest wins;
-    ``start`` only breaks ties.
+    ``start`` only breaks ties. ``starts`` limits the endpoints tried (default: all).
     """
     m = len(ends) // 2
     if m == 1:
         d0 = math.dist(start, ends[0]), math.dist(start, ends[1])
         return [(0, d0[1] < d0[0])]
     tries = []
-    for e in range(2 * m):
+    for e in (range(2 * m) if starts is None else starts.tolist()):
         ds = np.full(2 * m, np.inf)
         ds[e] = 0.0
         order = _order_segments(ends, dmat, ds)
@@ -452,12 +453,21 @@ def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2, angle
     if fs is None and not np.any(segs[:, 0] < 0):
         order = _serpentine(segs, ends, start)
     else:
+        starts = None
+        if fs is None or m > 8:
+            # a good chain starts at an outermost line (or, concave, at an extreme end of a lobe)
+            by_v = np.argsort(segs[:, 3], kind="stable")
+            outer = [by_v[:2], by_v[-2:]]
+            if fs is not None:
+                outer += [np.argsort(segs[:, 1])[:2], np.argsort(-segs[:, 2])[:2]]
+            outer = np.concatenate(outer)
+            starts = np.unique(np.concatenate([2 * outer, 2 * outer + 1]))
         if fs is None:
             dmat = np.hypot(*(ends[:, None, :] - ends[None, :, :]).transpose(2, 0, 1))
         else:
             ends_xy = _rotate_xy(ends, angle_deg)
             dmat = fs.distance_matrix(ends_xy, ends_xy)
-        order = _best_open_chain(ends, dmat + _turn_penalty_m(ends, turn_m), start)
+        order = _best_open_chain(ends, dmat + _turn_penalty_m(ends, turn_m), start, starts=starts)
     pts: list[tuple[float, float, str]] = []
     for k, (i, f) in enumerate(order):
         e0, e1 = (2 * i + 1, 2 * i) if f else (2 * i, 2 * i + 1)
