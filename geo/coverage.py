@@ -104,6 +104,8 @@ class SweepParams:
     max_unimaged: float = 0.003
     #: shorten lines whose ends the footprint can image from inside (saves length, same imaging)
     trim_ends: bool = True
+    #: fill wedges along slanted edges with one line along the edge where that is cheaper
+    edge_gap_lines: bool = True
     #: a part without holes whose area is within this fraction of its convex hull's gets the
     #: small angle/phase search (4 angles x 2 phases instead of 12 x 4)
     nearly_convex: float = 0.05
@@ -270,30 +272,32 @@ def _chain_length(order: list[tuple[int, bool]], dmat: np.ndarray) -> float:
     return total
 
 
-def _turn_penalty_m(ends: np.ndarray, turn_m: float) -> np.ndarray:
+def _turn_penalty_m(ends: np.ndarray, turn_m: float, dirs: np.ndarray | None = None) -> np.ndarray:
     """(2m, 2m) turn cost in metre-equivalents of connecting exit endpoint a to entry endpoint b.
 
-    Every line is parallel to the sweep frame's x axis: leaving a line at its end (odd row)
-    heads +x, at its start (even row, flown reversed) -x; entering at a start heads +x, at an
-    end -x. The cost is ``turn_m / 180°`` times the heading change into the straight
-    connection and out of it (a wall-hugging transit turns more; this is the lower bound).
-    Symmetric under reversing the connection, so 2-opt stays valid.
+    Segment i runs from row 2i to row 2i+1 in direction ``dirs[i]`` (unit; default +x, the
+    sweep frame's line direction). Leaving at row 2i+1 heads ``dirs[i]``, at row 2i (flown
+    reversed) ``-dirs[i]``; entering at row 2j heads ``dirs[j]``, at 2j+1 ``-dirs[j]``. The cost
+    is ``turn_m / 180°`` times the heading change into the straight connection and out of
+    it (a wall-hugging transit turns more; this is the lower bound). Symmetric under
+    reversing the connection, so 2-opt stays valid.
     """
-    if turn_m <= 0:
-        return np.zeros((len(ends), len(ends)))
     n = len(ends)
-    sign = np.where(np.arange(n) % 2 == 1, 1.0, -1.0)  # exit heading at a; entry heading at b is -sign
+    if turn_m <= 0:
+        return np.zeros((n, n))
+    if dirs is None:
+        dirs = np.tile([1.0, 0.0], (n // 2, 1))
+    sign = np.where(np.arange(n) % 2 == 1, 1.0, -1.0)[:, None]
+    out_h = np.repeat(dirs, 2, axis=0) * sign  # exit heading at row a
+    in_h = -out_h  # entry heading at row b
     d = ends[None, :, :] - ends[:, None, :]  # a -> b
     ln = np.hypot(d[..., 0], d[..., 1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cx = np.where(ln > 1e-9, d[..., 0] / ln, np.nan)
-    out_h = sign[:, None]  # +1 / -1 along x
-    in_h = -sign[None, :]
-    # angle between unit x-direction h and the connection: acos(h * cx)
-    a1 = np.degrees(np.arccos(np.clip(out_h * cx, -1.0, 1.0)))
-    a2 = np.degrees(np.arccos(np.clip(in_h * cx, -1.0, 1.0)))
-    direct = np.where(out_h == in_h, 0.0, 180.0)  # zero-length connection: heading change only
-    ang = np.where(np.isnan(cx), direct, a1 + a2)
+    safe = np.where(ln > 1e-9, ln, 1.0)
+    cx, cy = d[..., 0] / safe, d[..., 1] / safe
+    a1 = np.degrees(np.arccos(np.clip(out_h[:, None, 0] * cx + out_h[:, None, 1] * cy, -1.0, 1.0)))
+    a2 = np.degrees(np.arccos(np.clip(in_h[None, :, 0] * cx + in_h[None, :, 1] * cy, -1.0, 1.0)))
+    direct = np.degrees(np.arccos(np.clip(out_h @ in_h.T, -1.0, 1.0)))
+    ang = np.where(ln > 1e-9, a1 + a2, direct)
     return ang / 180.0 * turn_m
 
 
@@ -425,6 +429,81 @@ def _gap_segments(region_rot, covered, segs: np.ndarray, p: SweepParams) -> np.n
     return np.asarray(extra).reshape(-1, 4)
 
 
+def _line_swaths(lines: np.ndarray, w: float, h: float):
+    """Imaged rectangles of arbitrary lines (x0, y0, x1, y1): the line grown by h/2 at both
+    ends, w/2 to each side."""
+    out = []
+    for x0, y0, x1, y1 in np.asarray(lines).reshape(-1, 4):
+        d = np.array([x1 - x0, y1 - y0])
+        ln = float(np.hypot(*d))
+        u = d / ln if ln > 1e-9 else np.array([1.0, 0.0])
+        a, b = np.array([x0, y0]) - u * h / 2, np.array([x1, y1]) + u * h / 2
+        out.append(shapely.buffer(shapely.linestrings([a, b]), w / 2, cap_style="flat"))
+    return out
+
+
+def _edge_gap_lines(region_rot, covered, p: SweepParams, allowed_left: float, max_lines: int = 8):
+    """Lines along the region's edges through the wedges that the sweep leaves.
+
+    A slanted edge leaves a thin wedge beyond the end of every line that meets it; one line
+    parallel to that edge, half a footprint inside, images all of them, where lines in the
+    sweep direction would need one each (two turns and a transit apiece). Returns
+    ((k, 4) lines x0, y0, x1, y1 in the sweep frame, the new covered geometry).
+    """
+    w, h = p.footprint_w_m, p.footprint_h_m
+    rings = [region_rot.exterior, *region_rot.interiors]
+    edges = np.vstack([np.column_stack([np.asarray(r.coords)[:-1], np.asarray(r.coords)[1:]]) for r in rings])
+    lines: list[tuple[float, float, float, float]] = []
+    big = 2.0 * float(np.hypot(region_rot.bounds[2] - region_rot.bounds[0], region_rot.bounds[3] - region_rot.bounds[1]))
+    for _ in range(max_lines):
+        gaps = shapely.difference(region_rot, covered)
+        if gaps.is_empty or gaps.area <= allowed_left:
+            break
+        g = max(getattr(gaps, "geoms", [gaps]), key=lambda x: x.area)
+        if g.area < max(0.5, 1e-4 * region_rot.area):
+            break
+        c = np.asarray(g.representative_point().coords[0])
+        a, b = edges[:, 0:2], edges[:, 2:4]
+        ab = b - a
+        t = np.clip(((c - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-12), 0, 1)
+        foot = a + ab * t[:, None]
+        k = int(np.argmin(np.hypot(*(c - foot).T)))
+        d = ab[k] / max(float(np.hypot(*ab[k])), 1e-9)
+        nrm = np.array([-d[1], d[0]])
+        if np.dot(c - foot[k], nrm) < 0:
+            nrm = -nrm
+        p0 = foot[k] + nrm * (w / 2 - 1.0)
+        full = shapely.intersection(shapely.linestrings([p0 - d * big, p0 + d * big]), region_rot)
+        near = shapely.intersection(gaps, shapely.buffer(shapely.linestrings([p0 - d * big, p0 + d * big]), w / 2 - 0.5,
+                                                         cap_style="flat"))
+        if near.is_empty:
+            break
+        proj = shapely.get_coordinates(near) @ d
+        lo, hi = float(proj.min()) + h / 2, float(proj.max()) - h / 2
+        added = False
+        for piece in shapely.get_parts(full):
+            if piece.geom_type != "LineString" or piece.is_empty:
+                continue
+            q = shapely.get_coordinates(piece)
+            tq = q @ d
+            s0, s1 = float(tq.min()), float(tq.max())
+            a_, b_ = max(s0, min(lo, hi)), min(s1, max(hi, lo))
+            if a_ > b_:
+                mid = min(max((lo + hi) / 2, s0), s1)
+                half = min(p.min_segment_m, s1 - s0) / 2
+                a_, b_ = max(s0, mid - half), min(s1, mid + half)
+            if b_ - a_ < 0.5 or not shapely.intersects(near, piece.buffer(w / 2)):
+                continue
+            base = q[int(np.argmin(tq))] - d * s0  # point of the line at t = 0
+            x0y0, x1y1 = base + d * a_, base + d * b_
+            lines.append((float(x0y0[0]), float(x0y0[1]), float(x1y1[0]), float(x1y1[1])))
+            added = True
+        if not added:
+            break
+        covered = shapely.union_all([covered, *_line_swaths(np.asarray(lines[-1:]), w, h)])
+    return np.asarray(lines, dtype=np.float64).reshape(-1, 4), covered
+
+
 def sweep_segments_at(region_rot, v: float, min_len: float) -> list[tuple[float, float]]:
     """(u0, u1) pieces of the horizontal line at ``v`` inside ``region_rot``."""
     minx, _, maxx, _ = region_rot.bounds
@@ -438,7 +517,7 @@ def sweep_segments_at(region_rot, v: float, min_len: float) -> list[tuple[float,
 
 
 def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2, angle_deg: float = 0.0,
-                    turn_m: float = 0.0) -> list[tuple[float, float, str]]:
+                    turn_m: float = 0.0, extras: np.ndarray | None = None) -> list[tuple[float, float, str]]:
     """Order the segments (sweep frame) and connect them; returns sweep-frame points.
 
     ``fs`` is the free space in local x/y (not rotated), so one visibility graph serves every
@@ -450,6 +529,17 @@ def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2, angle
     ends = np.empty((2 * m, 2))
     ends[0::2, 0], ends[1::2, 0] = segs[:, 1], segs[:, 2]
     ends[0::2, 1] = ends[1::2, 1] = segs[:, 3]
+    dirs = None
+    if extras is not None and len(extras):
+        # lines along edges (x0, y0, x1, y1): appended as rows (idx -2, ...) with their own direction
+        ex = np.asarray(extras, dtype=np.float64).reshape(-1, 4)
+        e2 = np.empty((2 * len(ex), 2))
+        e2[0::2], e2[1::2] = ex[:, 0:2], ex[:, 2:4]
+        ends = np.vstack([ends, e2])
+        dv = ex[:, 2:4] - ex[:, 0:2]
+        dirs = np.vstack([np.tile([1.0, 0.0], (m, 1)), dv / np.maximum(np.hypot(dv[:, 0], dv[:, 1]), 1e-9)[:, None]])
+        segs = np.vstack([segs, np.column_stack([np.full(len(ex), -2.0), ex[:, 0], ex[:, 2], ex[:, 1]])])
+        m = len(segs)
     if fs is None and not np.any(segs[:, 0] < 0):
         order = _serpentine(segs, ends, start)
     else:
@@ -467,7 +557,7 @@ def _route_in_frame(segs: np.ndarray, fs: FreeSpace | None, start: Point2, angle
         else:
             ends_xy = _rotate_xy(ends, angle_deg)
             dmat = fs.distance_matrix(ends_xy, ends_xy)
-        order = _best_open_chain(ends, dmat + _turn_penalty_m(ends, turn_m), start, starts=starts)
+        order = _best_open_chain(ends, dmat + _turn_penalty_m(ends, turn_m, dirs), start, starts=starts)
     pts: list[tuple[float, float, str]] = []
     for k, (i, f) in enumerate(order):
         e0, e1 = (2 * i + 1, 2 * i) if f else (2 * i, 2 * i + 1)
@@ -549,30 +639,41 @@ def plan_part(
         # lines only add), so once it exceeds the best routed cost no later candidate can win
         if best is not None and best[0][0] == 0 and (est - p.spacing_m - turn_m) / model.speed_m_s > best[1]:
             break
-        covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
-        imaged = shapely.intersection(covered, rot).area
-        for _ in range(2 if p.fill_gaps else 0):  # a second pass catches what the first lines missed
-            if imaged >= goal * rot.area:
-                break
-            extra = _gap_segments(rot, covered, segs, p)
-            if not len(extra):
-                break
-            segs = np.vstack([segs, extra])
-            covered = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
-            imaged = shapely.intersection(covered, rot).area
-        ok = imaged >= goal * rot.area
-        if best is not None and best[0][0] == 0 and not ok:
-            continue  # a cheaper candidate cannot win without meeting the coverage goal
-        t = math.radians(a)
-        s_rot = (start[0] * math.cos(t) + start[1] * math.sin(t), -start[0] * math.sin(t) + start[1] * math.cos(t))
-        if fs is None and not convex:
-            fs = FreeSpace(free)
-        pts_rot = _route_in_frame(segs, fs, s_rot, a, turn_m)
-        xy = _rotate_xy(np.asarray([(u, v) for u, v, _ in pts_rot]), a)
-        cost = model.path_time_s(xy)
-        key = (0, cost) if ok else (1, -imaged / rot.area)
-        if best is None or key < best[0]:
-            best = (key, cost, a, rot, segs, imaged, pts_rot, xy)
+        base_segs = segs
+        covered0 = shapely.union_all(_swath_boxes(segs, p.footprint_w_m, p.footprint_h_m))
+        imaged0 = shapely.intersection(covered0, rot).area
+        # two ways to fill wedges: short lines in the sweep direction, or lines along edges first
+        # (edge lines pay off on concave parts with several slanted edges; on convex and nearly
+        # convex parts they rarely win and double the work)
+        try_edges = p.fill_gaps and p.edge_gap_lines and not (convex or nearly) and imaged0 < goal * rot.area
+        for edge_first in (False, True) if try_edges else (False,):
+            segs, covered, imaged = base_segs, covered0, imaged0
+            extras = np.zeros((0, 4))
+            if edge_first:
+                extras, covered = _edge_gap_lines(rot, covered, p, (1.0 - goal) * rot.area)
+                imaged = shapely.intersection(covered, rot).area
+            for _ in range(2 if p.fill_gaps else 0):  # a second pass catches what the first lines missed
+                if imaged >= goal * rot.area:
+                    break
+                extra = _gap_segments(rot, covered, segs, p)
+                if not len(extra):
+                    break
+                segs = np.vstack([segs, extra])
+                covered = shapely.union_all([covered, *_swath_boxes(extra, p.footprint_w_m, p.footprint_h_m)])
+                imaged = shapely.intersection(covered, rot).area
+            ok = imaged >= goal * rot.area
+            if best is not None and best[0][0] == 0 and not ok:
+                continue  # a cheaper candidate cannot win without meeting the coverage goal
+            t = math.radians(a)
+            s_rot = (start[0] * math.cos(t) + start[1] * math.sin(t), -start[0] * math.sin(t) + start[1] * math.cos(t))
+            if fs is None and not convex:
+                fs = FreeSpace(free)
+            pts_rot = _route_in_frame(segs, fs, s_rot, a, turn_m, extras)
+            xy = _rotate_xy(np.asarray([(u, v) for u, v, _ in pts_rot]), a)
+            cost = model.path_time_s(xy)
+            key = (0, cost) if ok else (1, -imaged / rot.area)
+            if best is None or key < best[0]:
+                best = (key, cost, a, rot, np.vstack([segs, np.zeros((len(extras), 4))]), imaged, pts_rot, xy)
     assert best is not None
     _, cost, a, rot, segs, imaged, pts_rot, xy = best
     points = [RoutePoint(float(x), float(y), kind) for (x, y), (_, _, kind) in zip(xy, pts_rot, strict=True)]

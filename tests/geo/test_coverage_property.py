@@ -136,3 +136,23 @@ def test_per_line_trigger_puts_a_photo_on_the_line_end():
     assert trig[0] == pytest.approx(100 / 3, abs=1e-3) and trig[0] <= 33.85
     assert trig[2] == pytest.approx(99.4 / 3, abs=1e-3)
     assert trig[1] is None and trig[3] is None and trig[4] is None
+
+
+def test_edge_lines_fill_wedges_along_a_slanted_edge_inside_the_region():
+    """Horizontal sweep lines end where a shallow slanted edge crosses them, leaving a wedge at
+    each line end; lines along that edge, inside the region, image the wedges."""
+    from geo.coverage import _edge_gap_lines, _swath_boxes, sweep_segments, trim_segments
+
+    cam = PRESETS["m3e"]
+    w, h = cam.footprint_m(80)
+    p = SweepParams(cam.line_spacing_m(80, 0.2), w, h)
+    region = Polygon([(0, 0), (1200, 0), (1200, 450), (0, 120)])  # top edge rises ~15°
+    segs = trim_segments(region, sweep_segments(region, p.spacing_m), p)
+    covered = shapely.union_all(_swath_boxes(segs, w, h))
+    missed = region.difference(covered).area
+    assert missed > 0.003 * region.area  # the wedges are real
+    lines, covered2 = _edge_gap_lines(region, covered, p, 0.003 * region.area)
+    assert len(lines) >= 1
+    for x0, y0, x1, y1 in lines:
+        assert region.buffer(1e-6).covers(LineString([(x0, y0), (x1, y1)]))
+    assert region.difference(covered2).area < missed / 2
