@@ -190,7 +190,7 @@ def run() -> str:
           "it). SkyGrid: per part, the cheapest of several sweep angles and line phases (fully routed, "
           "branch and bound), line ends trimmed to half a footprint inside the grid (each line gets its own "
           "trigger distance so a photo falls on its end), a free-entry line order (multi-start + 2-opt) "
-          "with transits inside the grid (visibility graph), extra short lines where slanted edges leave "
+          "with transits inside the grid (visibility graph) and turn cost in the order, extra short lines (or lines along the edge) where slanted edges leave "
           "wedges until ≥ 99.7 % is imaged. City scale: a 64 × 64 jittered tiling (45 km square) with 6 "
           f"no-fly zones, planned end to end by `plan_patrol` (8 drones, 3 h endurance at 15 m/s so one depot "
           f"reaches every cell): {c['sorties']} sorties, {c['km']:.0f} km, coverage {c['coverage']:.2%}. "
