@@ -27,8 +27,7 @@ from dispatch.grids import GridIndex
 from dispatch.models import Evidence, Incident, LiveEvent, Ticket, TicketEvent
 from dispatch.routing import Routing
 from dispatch.workflow import IllegalTransition, Workflow, next_state
-
-EARTH_R = 6_371_008.8  # mean Earth radius, metres
+from geo.geodesy import distance_m
 
 
 @dataclass
@@ -66,14 +65,6 @@ class IngestResult:
     ticket_id: int
     created: bool  # False: this external_id was already stored
     ticket_created: bool = False
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine), metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_R * math.asin(min(1.0, math.sqrt(a)))
 
 
 def _weight(error_m: float) -> float:

@@ -27,10 +27,10 @@ from flight.mission import (
     MissionSpec,
     build_mission,
     follow_up_sortie,
-    haversine_m,
     inside_patrol_area,
 )
 from flight.records import FlightEvent, FlightListener, Telemetry
+from geo.geodesy import distance_m
 from geo.plan_schema import Plan, Sortie
 
 log = logging.getLogger("skygrid.flight")
@@ -340,7 +340,7 @@ class SortieExecutor:
                 )
         if st.has_position:
             first = self.sortie.waypoints[self.spec.start_index if self.spec else 0]
-            d = haversine_m(st.lat, st.lon, first.lat, first.lon)
+            d = distance_m(st.lat, st.lon, first.lat, first.lon)
             if d > cfg.max_first_waypoint_m:
                 problems.append(f"first waypoint is {d:.0f} m away (> {cfg.max_first_waypoint_m:.0f} m)")
         if problems:

@@ -481,13 +481,3 @@ def follow_up_sortie(sortie: Sortie, resume_index: int, suffix: str | None = Non
         duration_s=sortie.duration_s * frac,
         battery_fraction=sortie.battery_fraction * frac,
     )
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres (spherical Earth, 6,371,008.8 m)."""
-    r = 6371008.8
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp = p2 - p1
-    dl = math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * r * math.asin(min(1.0, math.sqrt(a)))

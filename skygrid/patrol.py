@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from flight.records import FlightEvent, Telemetry
+from geo.geodesy import distance_m
 from simulators.scenario import Scenario
 
 log = logging.getLogger("skygrid.patrol")
@@ -224,11 +225,8 @@ class CameraFeed:
 
 
 def _dist_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Approximate ground distance in metres between (lat, lon) pairs (equirectangular)."""
-    lat = math.radians((a[0] + b[0]) / 2)
-    dn = (a[0] - b[0]) * 110540.0
-    de = (a[1] - b[1]) * 111320.0 * math.cos(lat)
-    return math.hypot(dn, de)
+    """Ground distance in metres between (lat, lon) pairs."""
+    return distance_m(a[0], a[1], b[0], b[1])
 
 
 # --------------------------------------------------------------------------------------
