@@ -23,7 +23,7 @@ BENCH_SEED = 77_777  # never used for training data (training used seed 2026, sp
 TARGET_MAP50 = 0.90
 
 
-def run(frames: int = 150, model: Path = MODEL, seed: int = BENCH_SEED) -> str:
+def run(frames: int = 120, model: Path = MODEL, seed: int = BENCH_SEED) -> str:
     from vision.detector import OnnxDetector
 
     camera = get_camera("m3e").scaled(640)

@@ -113,10 +113,11 @@ def train(data_dir: str | Path, epochs: int = 40, imgsz: int = 480, out_dir: str
     if not best.is_file():
         best = save_dir / "weights" / "last.pt"
     metrics = validate(best, data_dir, imgsz=imgsz, split="val")
-    result = TrainResult(best, None, metrics, epochs, imgsz, time.monotonic() - t0)
+    ran = int(getattr(model.trainer, "epoch", epochs - 1)) + 1  # a time budget may stop before `epochs`
+    result = TrainResult(best, None, metrics, ran, imgsz, time.monotonic() - t0)
     if export:
         result.onnx = export_onnx(best, Path(out_dir) / f"{MODEL_NAME}.onnx", imgsz=imgsz,
-                                  facts={"epochs": epochs, "seed": seed, "model_yaml": model_yaml,
+                                  facts={"epochs": ran, "seed": seed, "model_yaml": model_yaml,
                                          "data": str(data_dir), "val_metrics": metrics})
     return result
 
