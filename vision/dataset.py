@@ -120,7 +120,7 @@ def random_frame(rng: np.random.Generator, camera: CameraModel, world_seed: int)
             continue
         placed.append((float(de), float(dn), size))
         olon, olat = frame.to_wgs84(float(de), float(dn))
-        objects.append(PlantedObject(f"o{i}-{kind}", kind, float(olat), float(olon),
+        objects.append(PlantedObject(f"o{i}-{kind}", str(kind), float(olat), float(olon),
                                      heading_deg=float(rng.uniform(0, 360)), size_m=size))
     return FrameSpec(world_seed, lat, lon, ground, pose, tuple(objects))
 
@@ -303,10 +303,14 @@ def evaluate(frames: list[FrameEval], iou: float = 0.5, lookalike_conf: float = 
                 lookalike_hits[looks[int(np.argmax(ious))].kind] += 1
     out: dict = {"per_class": {}, "lookalike_false": dict(lookalike_hits), "lookalikes_in_view": dict(lookalike_seen)}
     aps = []
+    hits = total = 0
     for c, d in per_class.items():
         ap = average_precision(np.array(d["scores"]), np.array(d["tp"]), d["n"])
-        out["per_class"][c] = {"ap50": ap, "truth": d["n"]}
+        tp_at = int(np.sum(np.array(d["tp"], bool) & (np.array(d["scores"], float) >= lookalike_conf)))
+        out["per_class"][c] = {"ap50": ap, "truth": d["n"], "recall_at_conf": tp_at / d["n"] if d["n"] else float("nan")}
+        hits, total = hits + tp_at, total + d["n"]
         if not np.isnan(ap):
             aps.append(ap)
     out["map50"] = float(np.mean(aps)) if aps else float("nan")
+    out["recall_at_conf"] = hits / total if total else float("nan")
     return out
