@@ -49,7 +49,7 @@ class PatrolConfig:
     model: Path = DEFAULT_MODEL
     frame_spacing_m: float = 15.0  # along-track distance between analysed video frames
     stream_width_px: int = 640
-    vision_threads: int = 1
+    vision_threads: int = 2
     max_queued_frames: int = 12  # per run; older frames are dropped when vision lags (counted)
     drones: int | None = None  # override the scenario's drone count
     grid_ids: list[str] | None = None  # override the scenario's grid subset
@@ -409,7 +409,7 @@ class PatrolRun:
         camera = get_camera(sc.camera).scaled(self.cfg.stream_width_px)
         world = World.from_scenario(sc)
         # the model card's operating point: conf 0.4, hazmat 0.6 (parked trucks are its look-alike)
-        detector = OnnxDetector(self.cfg.model, threads=2, conf=0.4, class_conf={"hazmat_fire": 0.6})
+        detector = OnnxDetector(self.cfg.model, threads=1, conf=0.4, class_conf={"hazmat_fire": 0.6})
         stage = VisionStage(detector, IncidentTracker(patrol_id=f"{sc.name}-{int(time.time())}"), camera)
         self.reporter = DispatchClient(self.server.url, self.tokens["operator"])
 
