@@ -142,14 +142,14 @@ def _pct(a: list[float], q: float) -> float:
 
 
 def run() -> str:
-    from vision.detector import OnnxDetector
+    from vision.detector import OnnxDetector, operating_point
 
     if not MODEL.exists():
         msg = f"## Vision stage\n\nModel {_rel(MODEL)} not found: nothing measured.\n"
         print(msg)
         return msg
     load0 = os.getloadavg()[0]
-    detector = OnnxDetector(MODEL, threads=2)
+    detector = OnnxDetector(MODEL, threads=2, **operating_point(MODEL))  # the model card's thresholds, as the patrol
     print(f"vision bench: {detector!r}")
     results = {}
     for alt in ("80", "120"):

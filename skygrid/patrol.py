@@ -400,7 +400,7 @@ class PatrolRun:
     def start_vision(self) -> None:
         from geo.camera import get_camera
         from simulators.camera import World
-        from vision.detector import OnnxDetector
+        from vision.detector import OnnxDetector, operating_point
         from vision.pipeline import VisionStage
         from vision.reporter import DispatchClient
         from vision.tracker import IncidentTracker
@@ -408,8 +408,7 @@ class PatrolRun:
         sc = self.scenario
         camera = get_camera(sc.camera).scaled(self.cfg.stream_width_px)
         world = World.from_scenario(sc)
-        # the model card's operating point: conf 0.4, hazmat 0.6 (parked trucks are its look-alike)
-        detector = OnnxDetector(self.cfg.model, threads=1, conf=0.4, class_conf={"hazmat_fire": 0.6})
+        detector = OnnxDetector(self.cfg.model, threads=1, **operating_point(self.cfg.model))
         stage = VisionStage(detector, IncidentTracker(patrol_id=f"{sc.name}-{int(time.time())}"), camera)
         self.reporter = DispatchClient(self.server.url, self.tokens["operator"])
 

@@ -404,6 +404,30 @@ def gpu_available() -> bool:
         return False
 
 
+def operating_point(model_path: str | Path) -> dict[str, Any]:
+    """The thresholds a model's card recommends, from its sidecar ``<model>.json``.
+
+    Returns ``{"conf": float, "class_conf": {class: float}}`` (empty when the sidecar has no
+    ``operating_point``), ready to pass to :class:`OnnxDetector`. Keeping them beside the
+    weights means a retrained model brings its own thresholds to the patrol and benchmarks.
+    """
+    import json
+
+    sidecar = Path(model_path).with_suffix(".json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        op = json.loads(sidecar.read_text(encoding="utf-8")).get("operating_point") or {}
+    except ValueError as e:
+        raise ValueError(f"{sidecar}: invalid JSON: {e}") from None
+    out: dict[str, Any] = {}
+    if "conf" in op:
+        out["conf"] = float(op["conf"])
+    if op.get("class_conf"):
+        out["class_conf"] = {str(k): float(v) for k, v in op["class_conf"].items()}
+    return out
+
+
 def create_detector(model_path: str | Path, device: str = "cpu", threads: int = 2, **kw: Any) -> OnnxDetector | UltralyticsDetector:
     """``device``: "cpu" (ONNX Runtime, the default), "gpu" (CUDA or error), "auto" (GPU when present).
 

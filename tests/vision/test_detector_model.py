@@ -81,3 +81,13 @@ def test_one_incident_per_event_over_a_pass_with_the_real_model(detector):
     assert len(incidents) <= sum(per_event) + 1  # at most one incident not near a planted event
     lat, lon = offset_to_wgs84(LAT0, LON0, 0, 0)
     assert all(distance_m(x.lat, x.lon, lat, lon) < 120 for x in incidents)
+
+
+def test_shipped_model_brings_its_operating_point():
+    from vision.detector import operating_point
+
+    op = operating_point(MODEL)
+    assert 0.0 < op["conf"] < 1.0
+    assert set(op.get("class_conf", {})) <= {"illegal_structure", "straw_burning", "illegal_dumping", "hazmat_fire"}
+    det = OnnxDetector(MODEL, threads=1, **op)
+    assert det.conf == op["conf"]
