@@ -7,35 +7,17 @@ cannot download PX4's sources); SKYGRID_REQUIRE_PX4=1 makes a missing PX4 fail.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from flight.executor import FlightConfig
 from flight.fleet import Fleet
+from tests.conftest import PX4_HOME as HOME
 
 from .planfactory import make_plan
 from .simharness import Recorder
 
 pytestmark = [pytest.mark.px4, pytest.mark.timeout(500)]
-HOME = (30.0870, 120.4950, 12.0)
-
-
-@pytest.fixture
-def px4():
-    from simulators.px4 import Px4NotAvailable, Px4Sitl, px4_dir_from_env
-
-    try:
-        px4_dir_from_env()
-    except Px4NotAvailable as e:
-        if os.environ.get("SKYGRID_REQUIRE_PX4") == "1":
-            pytest.fail(f"{e} (required: SKYGRID_REQUIRE_PX4=1)")
-        pytest.skip(str(e))
-    sitl = Px4Sitl.from_env(instance=0, home_lat=HOME[0], home_lon=HOME[1], home_alt=HOME[2],
-                            speed_factor=float(os.environ.get("PX4_SIM_SPEED_FACTOR", "10")))
-    sitl.start()
-    yield sitl
-    sitl.stop()
 
 
 def test_px4_flies_a_multi_grid_plan_with_every_waypoint_reached(px4, tmp_path):

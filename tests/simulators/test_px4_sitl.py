@@ -7,30 +7,14 @@ cannot download PX4's sources); set SKYGRID_REQUIRE_PX4=1 to make a missing PX4 
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from simulators.px4 import Px4NotAvailable, Px4Sitl, px4_dir_from_env
+from tests.conftest import PX4_HOME as HOME
 from tests.simulators.mavsdk_client import connect, fly_survey
 
 pytestmark = [pytest.mark.px4, pytest.mark.timeout(400)]
-HOME = (30.0870, 120.4950, 12.0)
-
-
-@pytest.fixture
-def px4() -> Px4Sitl:
-    try:
-        px4_dir_from_env()
-    except Px4NotAvailable as e:
-        if os.environ.get("SKYGRID_REQUIRE_PX4") == "1":
-            pytest.fail(f"{e} (required: SKYGRID_REQUIRE_PX4=1)")
-        pytest.skip(str(e))
-    sitl = Px4Sitl.from_env(instance=0, home_lat=HOME[0], home_lon=HOME[1], home_alt=HOME[2],
-                            speed_factor=float(os.environ.get("PX4_SIM_SPEED_FACTOR", "10")))
-    sitl.start()
-    yield sitl
-    assert sitl.stop() is not None
 
 
 def test_px4_flies_the_same_survey(px4: Px4Sitl) -> None:
