@@ -583,15 +583,17 @@ def _coverage(grids: list[Any], footprints: list[Any], plan: Any) -> tuple[int, 
 
     Computed in a local metric frame; returns (grids >= 99.5 % imaged, ratios, areas m²).
     """
+    import numpy as np
+    import shapely
     from shapely.geometry import Polygon
-    from shapely.ops import transform, unary_union
+    from shapely.ops import unary_union
 
     from geo.projection import LocalFrame
 
     frame = LocalFrame(plan.home.lat, plan.home.lon)
 
     def local(geom: Any) -> Any:
-        return transform(lambda x, y, z=None: frame.to_local(x, y), geom)
+        return shapely.transform(geom, lambda xy: np.column_stack(frame.to_local(xy[:, 0], xy[:, 1])))
 
     zones = [local(Polygon(z.rings[0], z.rings[1:])).buffer(z.buffer_m) for z in plan.no_fly]
     forbidden = unary_union(zones) if zones else None
