@@ -327,6 +327,8 @@ class SortieExecutor:
                 f"battery {st.battery_pct:.0f} % < {need:.0f} % needed "
                 f"(sortie uses {self.sortie.battery_fraction * 100:.0f} % + {cfg.battery_reserve_pct:.0f} % reserve)"
             )
+        # GPS_RAW_INT may arrive after the health bits: give it a moment before judging the fix
+        await self.link.wait_for(lambda s: s.gps_fix >= cfg.min_gps_fix and s.satellites >= cfg.min_satellites, 5.0)
         if st.gps_fix < cfg.min_gps_fix:
             problems.append(f"GPS fix type {st.gps_fix} < {cfg.min_gps_fix} (3D fix needed)")
         if st.satellites < cfg.min_satellites:
