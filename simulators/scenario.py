@@ -49,6 +49,8 @@ class Scenario:
     altitude_m: float = 80.0
     speed_m_s: float = 10.0
     camera: str = "m3e"
+    #: flight endurance of the vehicles in minutes (the planner's battery model); None = planner default
+    endurance_min: float | None = None
     grid_ids: list[str] | None = None  # subset of grids to patrol; None = all
     objects: list[PlantedObject] = field(default_factory=list)
     base_dir: Path = Path(".")

@@ -20,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,7 +306,7 @@ class PatrolRun:
     def make_plan(self) -> Any:
         from geo.camera import get_camera
         from geo.grids import load_grids, load_no_fly
-        from geo.planner import plan_patrol
+        from geo.planner import PlanningWarning, plan_patrol
 
         sc = self.scenario
         grids = load_grids(sc.path(sc.grids_file), crs=sc.grids_crs)
@@ -318,10 +319,15 @@ class PatrolRun:
             grids = [g for g in grids if g.id in set(wanted)]
         no_fly = load_no_fly(sc.path(sc.no_fly_file), crs=sc.grids_crs) if sc.no_fly_file else []
         self.grids = grids
-        self.plan = plan_patrol(
-            grids, home=(sc.home_lat, sc.home_lon, sc.ground_alt_m), camera=get_camera(sc.camera),
-            altitude_m=sc.altitude_m, speed_m_s=sc.speed_m_s, drones=self.cfg.drones or sc.drones, no_fly=no_fly,
-        )
+        with warnings.catch_warnings():  # kept in plan.warnings and shown in the live display instead
+            warnings.simplefilter("ignore", PlanningWarning)
+            self.plan = plan_patrol(
+                grids, home=(sc.home_lat, sc.home_lon, sc.ground_alt_m), camera=get_camera(sc.camera),
+                altitude_m=sc.altitude_m, speed_m_s=sc.speed_m_s, drones=self.cfg.drones or sc.drones, no_fly=no_fly,
+                **({"endurance_s": sc.endurance_min * 60.0} if sc.endurance_min else {}),
+            )
+        for w in getattr(self.plan, "warnings", None) or []:
+            self.state.events.append(f"plan: {w}")
         self.cfg.work_dir.mkdir(parents=True, exist_ok=True)
         self.plan.save(self.cfg.work_dir / "plan.json")
         return self.plan
@@ -573,6 +579,7 @@ def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: li
         "frames_analysed": state.frames_rendered,
         "frames_dropped": state.frames_dropped,
         "sorties": len(plan.sorties),
+        "plan_warnings": list(getattr(plan, "warnings", None) or []),
         "drones": plan.drones,
         "tickets_detail": per_ticket,
     }

@@ -158,7 +158,9 @@ def scenarios() -> None:
     hl, hb = LocalFrame(*ORIGIN).to_wgs84(3.0 * CELL_W, -60.0)
     common = {"grids_file": "grids.geojson", "grids_crs": "gcj02", "no_fly_file": "no_fly.geojson",
               "home": [round(hb, 7), round(hl, 7)], "ground_alt_m": 8.0, "altitude_m": 80.0,
-              "speed_m_s": 10.0, "camera": "m3e"}
+              "speed_m_s": 10.0, "camera": "m3e",
+              # the simulated vehicle's pack lasts ~24 min at 10 m/s (simulators.vehicle.physics)
+              "endurance_min": 22.0}
     rng = random.Random(7)
     ci_grids = ["330603-YXQ-003", "330603-YXQ-004", "330603-YXQ-009", "330603-YXQ-010"]
     taken: list = []
