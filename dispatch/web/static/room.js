@@ -58,7 +58,7 @@
         p.addTo(layers.grids);
       }
     }
-    if (!S.fitted && all.length) { map.fitBounds(L.latLngBounds(all), { padding: [20, 20] }); S.fitted = true; }
+    if (!S.fitted && all.length) { map.invalidateSize(false); map.fitBounds(L.latLngBounds(all), { padding: [20, 20], animate: false }); S.fitted = true; }
   }
 
   function drawPlan(plan) {
@@ -71,7 +71,7 @@
       L.polygon(latlngs, { color: "#1f6feb", weight: 2.2, fill: false, className: "planned-grid" })
         .bindTooltip(`计划网格 ${SG.esc(g.name || g.id)}`, { sticky: true }).addTo(layers.routes);
     }
-    if (!S.fitted && planned.length) { map.fitBounds(L.latLngBounds(planned), { padding: [20, 20] }); S.fitted = true; }
+    if (!S.fitted && planned.length) { map.invalidateSize(false); map.fitBounds(L.latLngBounds(planned), { padding: [20, 20], animate: false }); S.fitted = true; }
     for (const s of plan.sorties || []) {
       const pts = (s.waypoints || []).map((w) => SG.ll(w.lat, w.lon));
       if (pts.length < 2) continue;
