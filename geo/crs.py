@@ -67,17 +67,26 @@ def wgs84_to_gcj02(lon, lat):
 
 def gcj02_to_wgs84(lon, lat, tol_deg: float = 1e-10, max_iter: int = 30):
     """GCJ-02 -> WGS-84 by fixed-point iteration (error < ``tol_deg``, ~1e-5 m by default)."""
+    return _invert(wgs84_to_gcj02, lon, lat, (lon, lat), tol_deg, max_iter)
+
+
+def _invert(forward, lon, lat, start, tol_deg: float, max_iter: int):
+    """Solve ``forward(x) = (lon, lat)`` by fixed-point iteration from ``start``.
+
+    The offsets are smooth and small (|d offset / d position| << 1), so x <- x - (forward(x) - target)
+    converges geometrically; stops once every point moves less than ``tol_deg`` degrees.
+    """
     scalar = np.ndim(lon) == 0 and np.ndim(lat) == 0
-    glon = np.asarray(lon, dtype=np.float64)
-    glat = np.asarray(lat, dtype=np.float64)
-    wlon, wlat = glon.copy(), glat.copy()
+    tlon = np.asarray(lon, dtype=np.float64)
+    tlat = np.asarray(lat, dtype=np.float64)
+    xlon, xlat = (np.array(v, dtype=np.float64) for v in start)
     for _ in range(max_iter):
-        flon, flat = wgs84_to_gcj02(wlon, wlat)
-        dlon, dlat = np.asarray(flon) - glon, np.asarray(flat) - glat
-        wlon, wlat = wlon - dlon, wlat - dlat
+        flon, flat = forward(xlon, xlat)
+        dlon, dlat = np.asarray(flon) - tlon, np.asarray(flat) - tlat
+        xlon, xlat = xlon - dlon, xlat - dlat
         if np.all(np.abs(dlon) < tol_deg) and np.all(np.abs(dlat) < tol_deg):
             break
-    return _unwrap(wlon, wlat, scalar)
+    return _unwrap(xlon, xlat, scalar)
 
 
 def gcj02_to_bd09(lon, lat):
@@ -106,17 +115,7 @@ def bd09_to_gcj02(lon, lat, tol_deg: float = 1e-11, max_iter: int = 20):
     The closed form alone is off by up to ~0.1 m; iterating brings the round trip below
     ``tol_deg`` (1e-11 deg is ~1 µm).
     """
-    scalar = np.ndim(lon) == 0 and np.ndim(lat) == 0
-    blon = np.asarray(lon, dtype=np.float64)
-    blat = np.asarray(lat, dtype=np.float64)
-    glon, glat = (np.asarray(v, dtype=np.float64) for v in bd09_to_gcj02_closed_form(blon, blat))
-    for _ in range(max_iter):
-        flon, flat = gcj02_to_bd09(glon, glat)
-        dlon, dlat = np.asarray(flon) - blon, np.asarray(flat) - blat
-        glon, glat = glon - dlon, glat - dlat
-        if np.all(np.abs(dlon) < tol_deg) and np.all(np.abs(dlat) < tol_deg):
-            break
-    return _unwrap(glon, glat, scalar)
+    return _invert(gcj02_to_bd09, lon, lat, bd09_to_gcj02_closed_form(lon, lat), tol_deg, max_iter)
 
 
 def wgs84_to_bd09(lon, lat):
