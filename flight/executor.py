@@ -704,11 +704,10 @@ class SortieExecutor:
             await self.link.wait_for(lambda s: s.connected, 1.0)
         outage = time.monotonic() - t0
         restored = time.time()
-        # fresh state: wait for a mission progress message newer than the restore
-        await self.link.wait_for(
-            lambda s: s.mission_progress_wall >= restored or s.mission_current_wall >= restored,
-            self.cfg.resume_settle_s,
-        )
+        # fresh state: wait for MAVSDK's mission progress newer than the restore. The raw
+        # MISSION_CURRENT arrives first, and progress judged before MAVSDK's own update
+        # would resume from a stale item and fly one waypoint twice.
+        await self.link.wait_for(lambda s: s.mission_progress_wall >= restored, self.cfg.resume_settle_s)
         await asyncio.sleep(0.3)
         st = self.st
         self._event(
