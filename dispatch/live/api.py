@@ -154,7 +154,10 @@ async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterato
     """Replay then live events for one subscriber, as (events, shared array frame or None):
     whatever is ready now, so a burst costs one wake-up; ``([], None)`` is a keep-alive tick.
 
-    Ends when the subscriber lagged too far behind (the client reconnects and replays).
+    The usual case (one chunk queued since the last send, nothing in it replayed) hands out
+    the chunk's own list and frame, shared with every subscriber of an equal filter: no
+    per-subscriber copy, JSON or UTF-8 work. Ends when the subscriber lagged too far behind
+    (the client reconnects and replays).
     """
     replayed = await hub.replay(sub)
     for k in range(0, len(replayed), max_batch):
@@ -163,24 +166,31 @@ async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterato
     while True:
         if q.empty():
             try:
-                first = await asyncio.wait_for(q.get(), timeout=KEEPALIVE_S)
+                async with asyncio.timeout(KEEPALIVE_S):
+                    first = await q.get()
             except TimeoutError:
                 yield [], None
                 continue
         else:
             first = q.get_nowait()
-        chunks = [first]
-        while not q.empty() and sum(len(c.events) for c in chunks if c is not None) < max_batch:
-            chunks.append(q.get_nowait())
-        if any(c is None for c in chunks):  # lagged or server stopping
+        if first is None:  # lagged or server stopping
             return
-        events = [ev for c in chunks for ev in c.events]
-        sub.pending -= len(events)
-        fresh = [ev for ev in events if sub.fresh(ev)]
-        if not fresh:
+        chunks = [first]
+        n = len(first.events)
+        while n < max_batch and not q.empty():
+            nxt = q.get_nowait()
+            if nxt is None:
+                return
+            chunks.append(nxt)
+            n += len(nxt.events)
+        sub.pending -= n
+        if len(chunks) == 1 and sub.all_fresh(first):
+            yield first.events, first.frame
             continue
-        shared = chunks[0].frame if len(chunks) == 1 and len(fresh) == len(events) else None
-        yield fresh, shared
+        events = [ev for c in chunks for ev in c.events]
+        fresh = [ev for ev in events if sub.fresh(ev)]
+        if fresh:
+            yield fresh, None
 
 
 def _sse_chunk(batch: list[LiveEvent]) -> str:

@@ -17,6 +17,25 @@ TICKET_PREFIX = "ticket."
 DRONE_PREFIX = "drone."
 
 
+class Utf8Text(str):
+    """A frame's text that remembers its UTF-8 bytes.
+
+    The WebSocket server encodes every text frame it sends (uvicorn:
+    ``conn.send_text(text.encode())``); one event fanned out to N clients would be encoded
+    N times (a ticket is ~1.3 kB, mostly CJK text). This subclass encodes once and hands
+    the same bytes to every connection; any other encoding falls back to ``str.encode``.
+    Still a ``str`` everywhere else (Starlette's ``send_text`` checks nothing more).
+    """
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        if errors == "strict" and encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+            cached = self.__dict__.get("utf8")
+            if cached is None:
+                cached = self.__dict__["utf8"] = str.encode(self, "utf-8")
+            return cached
+        return str.encode(self, encoding, errors)
+
+
 @dataclass(frozen=True)
 class LiveEvent:
     """One event on the live streams.
@@ -46,8 +65,8 @@ class LiveEvent:
     def make(cls, **kw: Any) -> LiveEvent:
         """Build an event with its JSON text pre-encoded."""
         ev = cls(**kw)
-        object.__setattr__(ev, "encoded", json.dumps(ev.to_dict(), ensure_ascii=False, separators=(",", ":"),
-                                                     default=str))
+        object.__setattr__(ev, "encoded", Utf8Text(json.dumps(ev.to_dict(), ensure_ascii=False,
+                                                              separators=(",", ":"), default=str)))
         return ev
 
 
