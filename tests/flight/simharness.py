@@ -59,12 +59,17 @@ def dist_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return math.hypot((lat1 - lat2) * 110574.0, (lon1 - lon2) * 111320.0 * math.cos(lat))
 
 
-def visits(track, lat: float, lon: float, alt: float, near_m: float = 6.0, leave_m: float = 25.0) -> int:
+def visits(track, lat: float, lon: float, alt: float, near_m: float = 6.0, leave_m: float = 25.0,
+           modes: frozenset[str] | None = None) -> int:
     """How many separate times the true track came within ``near_m`` of a waypoint at its
-    altitude (+-5 m; a visit ends when the track is ``leave_m`` away again)."""
+    altitude (+-5 m; a visit ends when the track is ``leave_m`` away again).
+
+    ``modes`` (e.g. ``{"MISSION"}``) counts only samples flown in those flight modes: a
+    vehicle switching to RTL a few metres short of a waypoint brakes and climbs *through*
+    it (10 m/s needs ~10-15 m to stop), which is not the mission flying that waypoint."""
     n, inside = 0, False
-    for _t, la, lo, ra, in_air, _m in track:
-        if not in_air:
+    for _t, la, lo, ra, in_air, mode in track:
+        if not in_air or (modes is not None and mode not in modes):
             continue
         d = dist_m(la, lo, lat, lon) if abs(ra - alt) < 5.0 else 1e9
         if not inside and d <= near_m:
