@@ -85,31 +85,85 @@ def split_seed(seed: int, split: str) -> int:
     return int(seed) * 1000 + _SPLIT_SALT[split]
 
 
-def random_frame(rng: np.random.Generator, camera: CameraModel, world_seed: int) -> FrameSpec:
+@dataclass(frozen=True)
+class FrameMix:
+    """How random frames are composed (altitudes, sizes, what is planted).
+
+    ``agl_m``: uniform range of heights above ground; ``high_agl_share`` of the frames are
+    drawn from ``high_agl_m`` instead (small objects, the hardest case). ``empty_share`` /
+    ``lookalike_only_share``: frames with nothing / only look-alikes. ``lookalikes``: (min,
+    max) look-alikes beside the incidents; ``lookalike_weights``: relative odds of each
+    :data:`LOOKALIKE_KINDS` entry (None: equal); ``truck_with_hazmat``: chance a parked
+    truck is planted in a frame that holds a hazmat fire (the hardest negative: same
+    vehicle, no fire). ``sizes`` overrides :data:`SIZE_RANGE_M` per kind (metres).
+    """
+
+    agl_m: tuple[float, float] = (60.0, 120.0)
+    high_agl_share: float = 0.0
+    high_agl_m: tuple[float, float] = (100.0, 130.0)
+    empty_share: float = 0.10
+    lookalike_only_share: float = 0.15
+    lookalikes: tuple[int, int] = (0, 3)
+    lookalike_weights: tuple[float, ...] | None = None
+    truck_with_hazmat: float = 0.0
+    sizes: tuple[tuple[str, tuple[float, float]], ...] = ()
+
+    def size_range(self, kind: str) -> tuple[float, float]:
+        return dict(self.sizes).get(kind, SIZE_RANGE_M[kind])
+
+
+#: Named mixes for ``skygrid vision dataset --mix``. "default" is the original data (and
+#: the held-out mAP benchmark's distribution); "hard" adds small objects at 100-130 m AGL,
+#: twice the look-alikes (parked trucks most, often next to a hazmat fire) and look-alikes
+#: and dumping piles over the sizes the patrol passes plant (up to 14 m).
+MIXES: dict[str, FrameMix] = {
+    "default": FrameMix(),
+    "hard": FrameMix(agl_m=(60.0, 100.0), high_agl_share=0.5, high_agl_m=(100.0, 130.0), empty_share=0.08,
+                     lookalike_only_share=0.25, lookalikes=(1, 4), lookalike_weights=(0.2, 0.2, 0.25, 0.35),
+                     truck_with_hazmat=0.7,
+                     sizes=(("illegal_dumping", (4.0, 14.0)), ("roof", (7.0, 16.0)), ("cooking_smoke", (6.0, 14.0)),
+                            ("haystack", (2.0, 14.0)), ("parked_truck", (6.0, 14.0)))),
+}
+
+
+def random_frame(rng: np.random.Generator, camera: CameraModel, world_seed: int,
+                 mix: FrameMix | None = None) -> FrameSpec:
     """Draw a random world origin, pose and planted objects for one frame.
 
-    Composition: 10 % empty, 15 % look-alikes only, otherwise 1-3 incidents + 0-3 look-alikes,
-    each at a random pixel of the frame (so it is in view), not overlapping one another.
+    Composition (the default :class:`FrameMix`): 10 % empty, 15 % look-alikes only,
+    otherwise 1-3 incidents + 0-3 look-alikes, each at a random pixel of the frame (so it
+    is in view), not overlapping one another. The default mix draws exactly the random
+    numbers it always did, so old seeds give the same frames.
     """
+    mix = mix or MIXES["default"]
     lat, lon = _ORIGINS[int(rng.integers(len(_ORIGINS)))]  # the world differs by seed, not by origin
     ground = float(rng.uniform(0.0, 300.0))
-    agl = float(rng.uniform(60.0, 120.0))
+    if mix.high_agl_share > 0 and rng.random() < mix.high_agl_share:
+        agl = float(rng.uniform(*mix.high_agl_m))
+    else:
+        agl = float(rng.uniform(*mix.agl_m))
     pitch = -90.0 if rng.random() < 0.75 else float(rng.uniform(-85.0, -60.0))
     pose = CameraPose(lat, lon, ground + agl, ground, yaw_deg=float(rng.uniform(0, 360)), gimbal_pitch_deg=pitch)
+    p = None
+    if mix.lookalike_weights is not None:
+        p = np.asarray(mix.lookalike_weights, float) / float(np.sum(mix.lookalike_weights))
+    lo_n, hi_n = mix.lookalikes
     r = rng.random()
-    if r < 0.10:
+    if r < mix.empty_share:
         kinds: list[str] = []
-    elif r < 0.25:
-        kinds = list(rng.choice(LOOKALIKE_KINDS, int(rng.integers(1, 4))))
+    elif r < mix.empty_share + mix.lookalike_only_share:
+        kinds = list(rng.choice(LOOKALIKE_KINDS, int(rng.integers(1, max(2, hi_n + 1))), p=p))
     else:
-        kinds = list(rng.choice(INCIDENT_KINDS, int(rng.integers(1, 4)))) + list(
-            rng.choice(LOOKALIKE_KINDS, int(rng.integers(0, 4))))
+        incidents = list(rng.choice(INCIDENT_KINDS, int(rng.integers(1, 4))))
+        kinds = incidents + list(rng.choice(LOOKALIKE_KINDS, int(rng.integers(lo_n, hi_n + 1)), p=p))
+        if mix.truck_with_hazmat > 0 and "hazmat_fire" in incidents and rng.random() < mix.truck_with_hazmat:
+            kinds.append("parked_truck")
     frame = local_frame(lat, lon)
     placed: list[tuple[float, float, float]] = []
     objects = []
     w, h = camera.image_width_px, camera.image_height_px
     for i, kind in enumerate(kinds):
-        lo, hi = SIZE_RANGE_M[kind]
+        lo, hi = mix.size_range(kind)
         size = float(rng.uniform(lo, hi))
         for _ in range(20):
             u, v = rng.uniform(0.08 * w, 0.92 * w), rng.uniform(0.1 * h, 0.9 * h)
@@ -160,8 +214,10 @@ def write_data_yaml(out_dir: Path, splits: tuple[str, ...] = SPLITS) -> Path:
 
 
 def generate_split(out_dir: Path, split: str, count: int, seed: int, camera: CameraModel | None = None,
-                   progress: Callable[[int], None] | None = None, jpeg_quality: int = 92) -> tuple[Counter, int]:
-    """Render ``count`` frames of one split; returns (labelled boxes per class, empty frames)."""
+                   progress: Callable[[int], None] | None = None, jpeg_quality: int = 92,
+                   mix: FrameMix | None = None) -> tuple[Counter, int]:
+    """Render ``count`` frames of one split (composed as ``mix``, default :data:`MIXES` "default");
+    returns (labelled boxes per class, empty frames)."""
     camera = camera or get_camera("m3e").scaled(640)
     out_dir = Path(out_dir)
     img_dir, lbl_dir, truth_dir = out_dir / "images" / split, out_dir / "labels" / split, out_dir / "truth"
@@ -173,7 +229,7 @@ def generate_split(out_dir: Path, split: str, count: int, seed: int, camera: Cam
     with open(truth_dir / f"{split}.jsonl", "w", encoding="utf-8") as tf:
         for i in range(count):
             rng = np.random.default_rng([base, i])
-            spec = random_frame(rng, camera, world_seed=base * 100_000 + i)
+            spec = random_frame(rng, camera, world_seed=base * 100_000 + i, mix=mix)
             r = render_frame(spec, camera)
             name = f"{split}_{seed}_{i:06d}"
             cv2.imwrite(str(img_dir / f"{name}.jpg"), r.image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -194,12 +250,18 @@ def generate_split(out_dir: Path, split: str, count: int, seed: int, camera: Cam
 
 def generate_dataset(out_dir: str | Path, n_train: int, n_val: int, n_test: int, seed: int = 0,
                      camera: CameraModel | None = None,
-                     progress: Callable[[str, int], None] | None = None) -> DatasetSummary:
+                     progress: Callable[[str, int], None] | None = None,
+                     mix: FrameMix | str | None = None) -> DatasetSummary:
     """Render a YOLO dataset with train/val/test splits from different seeds into ``out_dir``.
 
     ``progress(split, n)`` is called after every frame. Existing files of the same names
-    are overwritten; other files in ``out_dir`` (e.g. imported data) are kept.
+    are overwritten; other files in ``out_dir`` (e.g. imported data) are kept. ``mix``: a
+    :class:`FrameMix` or the name of one in :data:`MIXES` (default "default").
     """
+    if isinstance(mix, str):
+        if mix not in MIXES:
+            raise ValueError(f"unknown frame mix {mix!r}; known: {', '.join(MIXES)}")
+        mix = MIXES[mix]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = DatasetSummary(out)
@@ -207,7 +269,7 @@ def generate_dataset(out_dir: str | Path, n_train: int, n_val: int, n_test: int,
         if n <= 0:
             continue
         boxes, empty = generate_split(out, split, n, seed, camera,
-                                      (lambda k, s=split: progress(s, k)) if progress else None)
+                                      (lambda k, s=split: progress(s, k)) if progress else None, mix=mix)
         summary.frames[split], summary.boxes[split], summary.empty_frames[split] = n, boxes, empty
     write_data_yaml(out, tuple(s for s in SPLITS if (out / "images" / s).is_dir()))
     return summary

@@ -81,7 +81,8 @@ def train(data_dir: str | Path, epochs: int = 40, imgsz: int = 480, out_dir: str
           device: str = "cpu", export: bool = True, project: str | Path | None = None,
           name: str = "train", patience: int = 100, fraction: float = 1.0, threads: int = 1,
           hours: float | None = None) -> TrainResult:
-    """Train ``model_yaml`` from scratch on ``data_dir/data.yaml`` and (optionally) export ONNX
+    """Train ``model_yaml`` (a .yaml: from scratch; a .pt: fine-tune its weights) on
+    ``data_dir/data.yaml`` and (optionally) export ONNX
     as ``out_dir/skygrid-yolo.onnx`` (+ ``.json`` sidecar with class names and training facts).
 
     Augmentation is the ultralytics default minus mosaic in the last epochs; ``workers=0``
@@ -102,9 +103,12 @@ def train(data_dir: str | Path, epochs: int = 40, imgsz: int = 480, out_dir: str
     project = Path(project or REPO_ROOT / "work" / "runs")
     t0 = time.monotonic()
     model = ul.YOLO(model_yaml)
+    # a .pt starts from its weights (fine-tuning); a .yaml from scratch. ultralytics drops a
+    # checkpoint's weights when pretrained=False, so it must follow the model kind
+    finetune = str(model_yaml).endswith(".pt")
     model.train(data=str(data_yaml.resolve()), epochs=epochs, imgsz=imgsz, batch=batch, workers=workers,
                 device=device, seed=seed, deterministic=True, project=str(project.resolve()), name=name,
-                exist_ok=True, pretrained=False, amp=False, plots=False, verbose=False, patience=patience,
+                exist_ok=True, pretrained=finetune, amp=False, plots=False, verbose=False, patience=patience,
                 close_mosaic=max(1, min(5, epochs // 5)), fraction=fraction, cache="ram",
                 warmup_epochs=min(1.0, epochs / 10), nbs=batch,
                 **({"time": hours} if hours else {}))

@@ -33,6 +33,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     d.add_argument("--test", type=int, default=200, help="test frames (default 200)")
     d.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     d.add_argument("--camera", default="m3e", help="camera preset (streamed at 640 px wide; default m3e)")
+    d.add_argument("--mix", default="default", choices=("default", "hard"),
+                   help="frame composition (vision.dataset.MIXES): default, or hard = half the frames at "
+                        "100-130 m AGL, twice the look-alikes, parked trucks next to hazmat fires")
     d.set_defaults(func=run_dataset)
 
     i = sub.add_parser("import", help="merge a local YOLO or COCO dataset with a class map",
@@ -108,6 +111,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         tasks = {s: prog.add_task(f"render {s}", total=n) for s, n in
                  (("train", args.train), ("val", args.val), ("test", args.test)) if n > 0}
         summary = generate_dataset(args.out, args.train, args.val, args.test, seed=args.seed, camera=camera,
+                                   mix=args.mix,
                                    progress=lambda s, k: prog.advance(tasks[s], k))
     table = Table(title=f"dataset {args.out}")
     for col in ("split", "frames", "no-label frames", *("boxes " + c for c in ("structure", "burning", "dumping", "hazmat"))):

@@ -100,3 +100,43 @@ def test_evaluate_counts_lookalike_detections() -> None:
     assert r_bad["per_class"]["illegal_structure"]["ap50"] == pytest.approx(1.0)  # FP ranked below the hit
     miss = evaluate([FrameEval(truth, [("illegal_structure", 0.9, (0, 0, 20, 20))])])
     assert miss["map50"] == pytest.approx(0.0)
+
+
+def test_hard_mix_draws_high_altitudes_more_lookalikes_and_trucks_beside_fires() -> None:
+    from geo.camera import get_camera
+    from vision.dataset import MIXES, random_frame
+
+    cam = get_camera("m3e").scaled(640)
+
+    def draw(mix):
+        return [random_frame(np.random.default_rng([11, i]), cam, world_seed=i, mix=mix) for i in range(300)]
+
+    default, hard = draw(None), draw(MIXES["hard"])
+    agl = lambda specs: np.array([s.pose.height_m for s in specs])  # noqa: E731
+    assert agl(default).max() <= 120.0 + 1e-6
+    assert np.mean(agl(hard) >= 100.0) > 0.4 > np.mean(agl(default) >= 100.0) and agl(hard).max() > 120.0
+    looks = lambda specs: np.mean([sum(not o.is_incident for o in s.objects) for s in specs])  # noqa: E731
+    assert looks(hard) > 1.4 * looks(default)
+    fires = [s for s in hard if any(o.kind == "hazmat_fire" for o in s.objects)]
+    with_truck = [s for s in fires if any(o.kind == "parked_truck" for o in s.objects)]
+    assert len(with_truck) / len(fires) > 0.6
+    dumps = [o.size_m for s in hard for o in s.objects if o.kind == "illegal_dumping"]
+    assert max(dumps) > 12.0 and min(dumps) >= 4.0
+
+
+def test_default_mix_is_the_original_draw() -> None:
+    """Old seeds (the held-out benchmark's, a shipped model's data) must give the same frames."""
+    from geo.camera import get_camera
+    from vision.dataset import MIXES, random_frame
+
+    cam = get_camera("m3e").scaled(640)
+    for i in range(20):
+        a = random_frame(np.random.default_rng([5, i]), cam, world_seed=i)
+        b = random_frame(np.random.default_rng([5, i]), cam, world_seed=i, mix=MIXES["default"])
+        assert a == b
+        assert 60.0 <= a.pose.height_m <= 120.0
+
+
+def test_unknown_mix_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown frame mix 'harder'"):
+        generate_dataset(tmp_path, 1, 0, 0, mix="harder")
