@@ -32,7 +32,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
 
 from geo.camera import DEFAULT_CAMERA, PRESETS, CameraModel
-from geo.coverage import CellRoute, FlightModel, RoutePoint, SweepParams, plan_part
+from geo.coverage import CellRoute, FlightModel, RoutePoint, SweepParams, plan_region
 from geo.grids import Grid, NoFlyArea
 from geo.plan_schema import Home, NoFlyZone, Plan, PlannedGrid, Sortie, Waypoint
 from geo.projection import LocalFrame
@@ -117,7 +117,7 @@ def _plan_grid(task: _GridTask) -> tuple[str, list[CellRoute], float, int]:
             continue
         fp = max(free_parts, key=lambda f: f.intersection(part).area) if len(free_parts) > 1 else free_parts[0]
         try:
-            r = plan_part(task.grid_id, k, part, fp, task.params, task.model)
+            r = plan_region(task.grid_id, k, part, fp, task.params, task.model)
         except NoPathError:
             raise PlanningError(
                 f"grid {task.grid_id}: cannot join its survey lines without leaving the grid or entering a "
