@@ -90,6 +90,8 @@ def split(region: Polygon, chords: list[LineString]) -> list[Polygon]:
 def critical_vertices(region: Polygon, angle_deg: float) -> list[tuple[float, float]]:
     """Vertices where the number of sweep-line intervals changes (boustrophedon events).
 
+    For a run of vertices along the sweep direction both ends are returned.
+
     In a frame rotated so the sweep runs along +x, a vertex run (consecutive vertices with
     the same y, within 1 mm) is an extremum in y when its neighbours before and after lie on
     the same side; it is critical when the sweep line through it continues inside the
@@ -127,6 +129,9 @@ def critical_vertices(region: Polygon, angle_deg: float) -> list[tuple[float, fl
             cx = shapely.get_coordinates(c)[:, 0]
             if cx.max() - cx.min() > xs.max() - xs.min() + 1e-3:
                 out.append((float(v[0]), float(v[1])))
+                if xs.max() - xs.min() > 1e-3:  # a run along the sweep: its chord may go on from either end
+                    e = run[int(np.argmax(xs))]
+                    out.append((float(e[0]), float(e[1])))
     t = math.radians(angle_deg)
     cs, sn = math.cos(t), math.sin(t)
     return [(x * cs - y_ * sn, x * sn + y_ * cs) for x, y_ in out]

@@ -4,8 +4,9 @@ Pipeline (all in a :class:`~geo.projection.LocalFrame` centred on home, metres):
 
 1. each grid minus the buffered no-fly zones is covered by :func:`geo.coverage.plan_part`
    (one route per connected part; a zone that overlaps a grid becomes a hole and a
-   :class:`PlanningWarning`; a grid mostly (>= ``max_no_fly_fraction``) inside a zone is a
-   :class:`PlanningError` naming grid and zone);
+   :class:`PlanningWarning`, also when most of the grid lies in it; a grid entirely inside a
+   zone, or beyond the optional strict ``max_no_fly_fraction``, is a :class:`PlanningError`
+   naming grid and zone);
 2. routes become jobs; a job too long for one battery is split between survey lines;
 3. jobs are ordered into one tour from home (nearest neighbour + 2-opt, each job may be
    flown in either direction);
@@ -42,6 +43,8 @@ from geo.routing import FreeSpace, NoPathError, polyline_length
 MAX_AGL_M = 120.0
 DEFAULT_ENDURANCE_S = 35 * 60.0
 DEFAULT_RESERVE = 0.2
+#: a grid at least this fraction inside one buffered no-fly zone has nothing left to fly
+ENTIRELY_INSIDE = 0.999
 #: clearance in metres kept from grid edges and buffered no-fly zones (absorbs rounding)
 SAFETY_M = 0.05
 
@@ -304,7 +307,7 @@ def plan_patrol(
     progress: ProgressFn | None = None,
     turn_s: float = 6.0,
     battery_swap_s: float = 300.0,
-    max_no_fly_fraction: float = 0.5,
+    max_no_fly_fraction: float | None = None,
     workers: int | None = None,
     source: str = "",
 ) -> Plan:
@@ -315,6 +318,10 @@ def plan_patrol(
     ``authorised_airspace=True``. ``edge_margin_m`` is how far (m) a path may stray outside
     its grid (default 0: never). ``endurance_s`` is flight time per battery; ``reserve``
     the fraction kept for the return. ``progress(done, total)`` is called per grid.
+    A grid partly inside a buffered no-fly zone is planned around the zone with a
+    :class:`PlanningWarning` (the 飞手 gets the flyable part of the county); a grid entirely
+    inside one (>= 99.9 %) is an error, and so is one whose fraction inside reaches
+    ``max_no_fly_fraction`` when that strict limit is given (0..1; default None: no limit).
     Raises :class:`PlanningError` naming grid/zone; issues :class:`PlanningWarning`.
     """
     camera = camera or PRESETS[DEFAULT_CAMERA]
@@ -378,14 +385,21 @@ def plan_patrol(
             if inter <= 0:
                 continue
             frac = inter / gl.area
-            if frac >= max_no_fly_fraction:
+            if frac >= ENTIRELY_INSIDE or (max_no_fly_fraction is not None and frac >= max_no_fly_fraction):
+                what = ("nothing is left to fly" if frac >= ENTIRELY_INSIDE else
+                        f"at most {max_no_fly_fraction:.0%} is allowed (--max-no-fly-fraction); drop the limit to fly "
+                        f"the remaining {1 - frac:.0%}")
                 raise PlanningError(
-                    f"grid {g.id} ({g.name}) lies {frac:.0%} inside no-fly zone {z.id} ({z.name}, buffer {z.buffer_m:g} m); "
-                    f"drop it from the patrol (--grids), patrol it on foot, or raise --max-no-fly-fraction above {frac:.2f} "
-                    "to fly the remainder"
+                    f"grid {g.id} ({g.name}) lies {frac:.0%} inside no-fly zone {z.id} ({z.name}, buffer {z.buffer_m:g} m): "
+                    f"{what}; drop it from the patrol (--grids) or patrol it on foot"
                 )
-            warn(f"grid {g.id}: {inter:.0f} m² ({frac:.0%}) overlaps no-fly zone {z.id} ({z.name}, buffer "
-                 f"{z.buffer_m:g} m); planned around it as a hole — that area is not imaged")
+            if frac >= 0.5:
+                warn(f"grid {g.id} ({g.name}): {frac:.0%} lies inside no-fly zone {z.id} ({z.name}, buffer "
+                     f"{z.buffer_m:g} m); only the remaining {1 - frac:.0%} is planned, around the zone as a hole — "
+                     "the rest is not imaged, patrol it on foot")
+            else:
+                warn(f"grid {g.id}: {inter:.0f} m² ({frac:.0%}) overlaps no-fly zone {z.id} ({z.name}, buffer "
+                     f"{z.buffer_m:g} m); planned around it as a hole — that area is not imaged")
             obs = zl if obs is None else obs.union(zl)
         tasks.append(_GridTask(g.id, gl, obs, edge_margin_m, params, model))
 

@@ -52,9 +52,10 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--reserve", type=float, default=0.2, help="battery fraction kept in reserve (default 0.2)")
     p.add_argument("--edge-margin", type=float, default=0.0, metavar="M",
                    help="how far in metres the path may stray outside a grid (default 0)")
-    p.add_argument("--max-no-fly-fraction", type=float, default=0.5, metavar="F",
-                   help="a grid with at least this fraction inside buffered no-fly zones is an error; "
-                        "below it the zone is planned around as a hole (default 0.5)")
+    p.add_argument("--max-no-fly-fraction", type=float, default=None, metavar="F",
+                   help="strict mode: a grid with at least this fraction (0..1) inside one buffered no-fly zone "
+                        "is an error. Default: no limit, the zone is planned around as a hole and the plan "
+                        "warns how much of the grid is left unimaged; only a grid entirely inside a zone fails")
     p.add_argument("--authorised-airspace", action="store_true",
                    help="allow altitudes above 120 m AGL (only with an airspace approval)")
     p.add_argument("--out", required=True, metavar="PLAN_JSON", help="plan JSON to write (read by `skygrid fly`)")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from lxml import etree
@@ -99,10 +101,32 @@ def test_no_fly_partial_overlap_is_a_hole_with_warning(county):
         assert not zl.contains(Point(frame.to_local(w.lon, w.lat)))
 
 
-def test_grid_mostly_in_no_fly_is_an_error_naming_both(county):
+def test_grid_mostly_in_no_fly_plans_the_rest_with_a_warning(county):
     grids, zones, sc = county
-    with pytest.raises(PlanningError, match=r"grid 330603-YXQ-021 .* lies 5\d% inside no-fly zone NFZ-01"):
-        plan_patrol([grids["330603-YXQ-021"]], home=tuple(sc["home"]), no_fly=zones)
+    g = grids["330603-YXQ-021"]
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        plan = plan_patrol([g], home=tuple(sc["home"]), no_fly=zones)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, PlanningWarning)]
+    assert any(re.search(r"330603-YXQ-021 .*: 5\d% lies inside no-fly zone NFZ-01.*remaining 4\d% is planned", m)
+               for m in msgs), msgs
+    assert plan.sorties and any(w.grid_id == g.id for s in plan.sorties for w in s.waypoints)
+    frame = LocalFrame(plan.home.lat, plan.home.lon)
+    from shapely import transform
+
+    zl = transform(zones[0].polygon, lambda c: np.column_stack(frame.to_local(c[:, 0], c[:, 1]))).buffer(zones[0].buffer_m)
+    for s in plan.sorties:
+        assert not any(zl.contains(Point(frame.to_local(w.lon, w.lat))) for w in s.waypoints)
+
+
+def test_grid_in_no_fly_is_an_error_naming_both_when_strict_or_entirely_inside(county):
+    grids, zones, sc = county
+    with pytest.raises(PlanningError, match=r"grid 330603-YXQ-021 .* lies 5\d% inside no-fly zone NFZ-01 .*: at most 50%"):
+        plan_patrol([grids["330603-YXQ-021"]], home=tuple(sc["home"]), no_fly=zones, max_no_fly_fraction=0.5)
+    g = grids["330603-YXQ-003"]
+    cover = NoFlyArea("C", "whole grid", g.polygon.buffer(0.0005), buffer_m=0.0)
+    with pytest.raises(PlanningError, match=r"grid 330603-YXQ-003 .* lies 100% inside no-fly zone C .*nothing is left to fly"):
+        plan_patrol([g], home=(g.polygon.bounds[1] - 0.01, g.polygon.bounds[0] - 0.01, 0.0), no_fly=[cover])
     g = grids["330603-YXQ-003"]
     with pytest.raises(PlanningError, match="home .* is inside no-fly zone H"):
         home_zone = NoFlyArea("H", "launch pad", Point(sc["home"][1], sc["home"][0]).buffer(0.001))
