@@ -244,6 +244,7 @@ class LiveHub:
     # -- tailing -------------------------------------------------------------------------
     async def _run(self) -> None:
         assert self._wake is not None
+        last_feed = time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
@@ -251,21 +252,28 @@ class LiveHub:
             if early > 0:  # read again too soon: let the burst's next commits join this read
                 await asyncio.sleep(early)
             self._wake.clear()
-            self._last_pump = time.monotonic()
+            self._last_pump = now = time.monotonic()
+            # the drone feed only carries other processes' drone events (local ones are
+            # published on arrival) and no one notifies us of those: read it on the poll
+            # cadence, not on every local ticket commit
+            feed = now - last_feed >= self.poll_s * 0.9
+            if feed:
+                last_feed = now
             try:
-                await self.pump()
+                await self.pump(feed=feed)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a DB hiccup must not kill the streams
                 log.exception("live tailer: reading the outbox failed; retrying")
                 await asyncio.sleep(min(self.poll_s, 1.0))
 
-    async def pump(self) -> int:
-        """Read and publish everything new (outbox and drone feed); returns events published."""
+    async def pump(self, feed: bool = True) -> int:
+        """Read and publish everything new (outbox, and the drone feed when ``feed``);
+        returns events published."""
         engine = self.engine
         n = 0
         while True:
-            evs, late, feed = await asyncio.to_thread(self._read, engine)
+            evs, late, feed_rows = await asyncio.to_thread(self._read, engine, feed)
             for ev in late:
                 self._missing.pop(ev.id, None)
             self.publish_many(late)
@@ -274,15 +282,15 @@ class LiveHub:
                 self.cursor = max(self.cursor, ev.id)
             self.publish_many(evs)
             remote: list[LiveEvent] = []
-            for row_id, origin, items in feed:
+            for row_id, origin, items in feed_rows:
                 self.feed_cursor = row_id
                 if origin == self.origin:
                     continue
                 remote += [LiveEvent.make(**{k: item.get(k) for k in ("id", "topic", "at", "data", "grid_id", "tier",
                                                                        "class_name", "priority")}) for item in items]
             self.publish_many(remote)
-            n += len(evs) + len(late) + len(feed)
-            if len(evs) < 1000 and len(feed) < 500:
+            n += len(evs) + len(late) + len(feed_rows)
+            if len(evs) < 1000 and len(feed_rows) < 500:
                 break
         now = time.monotonic()
         if now - self._last_prune > 60.0:
@@ -290,15 +298,14 @@ class LiveHub:
             await asyncio.to_thread(store.feed_prune, engine)
         return n
 
-    def _read(self, engine: Engine) -> tuple[list[LiveEvent], list[LiveEvent], list]:
+    def _read(self, engine: Engine, feed: bool = True) -> tuple[list[LiveEvent], list[LiveEvent], list]:
         evs = store.outbox_after(engine, self.cursor, 1000)
         now = time.monotonic()
         for mid, since in list(self._missing.items()):
             if now - since > GAP_WAIT_S:
                 del self._missing[mid]
         late = store.outbox_ids(engine, sorted(self._missing)) if self._missing else []
-        feed = store.feed_after(engine, self.feed_cursor, 500)
-        return evs, late, feed
+        return evs, late, store.feed_after(engine, self.feed_cursor, 500) if feed else []
 
     def _note_gap(self, new_id: int) -> None:
         """Remember ids skipped over (a concurrent transaction may commit them later)."""
