@@ -30,6 +30,7 @@ BENCH_ALERTS_SINGLE_CONC.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import json
 import os
@@ -72,8 +73,6 @@ def _serve(db: str, port: int) -> None:
                         bootstrap_tokens={TOKEN_OP: {"role": "operator", "name": "bench"},
                                           TOKEN_VIEW: {"role": "viewer", "name": "bench"}})
     app = create_app(settings)
-    if os.environ.get("BENCH_SWITCH_S"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_S"]))
     _add_emitter(app)
     _add_spans(app)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=False)
@@ -304,32 +303,107 @@ def bench_times(raw: bytes) -> list[float]:
     return out
 
 
+class _WsClient(asyncio.Protocol):
+    """A minimal WebSocket client (RFC 6455) for the harness: HTTP upgrade without
+    extensions, then unmasked server frames cut out of the byte stream. Each complete data
+    frame is stamped with ``time.time()`` in ``data_received``, i.e. when its last byte
+    reached this process; pings are answered. A general-purpose client (``websockets``)
+    costs ~100 us of Python per 30 kB frame here, 100 clients x every fan-out: on a
+    2-core machine that would load the server's cores with the harness's own overhead."""
+
+    def __init__(self, host: str, path: str, marker: bytes) -> None:
+        self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                        "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        self.marker = marker
+        self.buf = bytearray()
+        self.upgraded = False
+        self.frames: list[tuple[float, bytes]] = []
+        self.events = 0
+        self.partial = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.hello = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buf
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.hello.set_exception(RuntimeError(bytes(buf[:200]).decode("latin-1")))
+                return
+            self.upgraded = True
+            del buf[:end + 4]
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            length, off = b1 & 0x7F, pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, off = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, off = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+            if n - off < length:
+                break
+            payload = bytes(buf[off:off + length])
+            pos = off + length
+            opcode = b0 & 0x0F
+            if opcode in (0, 1, 2):
+                if not b0 & 0x80:  # fragment: wait for the final one
+                    self.partial += payload
+                    continue
+                if self.partial:
+                    payload, self.partial = bytes(self.partial) + payload, bytearray()
+                self.frames.append((now, payload))
+                self.events += payload.count(self.marker)
+                if not self.hello.done():
+                    self.hello.set_result(None)
+            elif opcode == 9:  # ping -> pong (client frames are masked)
+                mask = os.urandom(4)
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + mask  # type: ignore[union-attr]
+                                     + bytes(c ^ mask[i % 4] for i, c in enumerate(payload)))
+            elif opcode == 8:
+                self.transport.close()  # type: ignore[union-attr]
+        del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.hello.done():
+            self.hello.set_exception(ConnectionError("closed before hello"))
+
+
 class Clients:
-    """``n`` WebSocket subscribers in this process; each keeps (receipt time, frame bytes) of
-    every frame as it arrives and counts the events in it (a C-speed ``bytes.count``); ids
-    are decoded after the run, so receiving stays cheap."""
+    """``n`` WebSocket subscribers in this process (see :class:`_WsClient`); each keeps
+    (receipt time, frame bytes) of every frame and counts the events in it (a C-speed
+    ``bytes.count``); ids are decoded after the run."""
 
     def __init__(self, base: str, n: int, batched: bool = True, marker: bytes = TOPIC_CREATED) -> None:
-        self.url = base.replace("http://", "ws://") + f"/api/v1/live/ws?token={TOKEN_VIEW}&topic=ticket"
-        if batched:
-            self.url += "&batch=1"
+        self.host, port = base.removeprefix("http://").split(":")
+        self.port = int(port)
+        self.path = f"/api/v1/live/ws?token={TOKEN_VIEW}&topic=ticket" + ("&batch=1" if batched else "")
         self.n, self.marker = n, marker
-        self.frames: list[list[tuple[float, bytes]]] = [[] for _ in range(n)]
-        self.events = [0] * n
-        self.conns: list = []
+        self.clients: list[_WsClient] = []
+        self.lags: list[float] = []
         self.tasks: list[asyncio.Task] = []
 
     async def __aenter__(self) -> Clients:
-        import websockets
-
-        self.conns = [await websockets.connect(self.url, max_queue=None, max_size=None, compression=None)
-                      for _ in range(self.n)]
-        for c in self.conns:
-            await c.recv()  # hello
+        loop = asyncio.get_running_loop()
+        for _ in range(self.n):
+            _, c = await loop.create_connection(lambda: _WsClient(f"{self.host}:{self.port}", self.path, self.marker),
+                                                self.host, self.port)
+            self.clients.append(c)
+        await asyncio.wait_for(asyncio.gather(*(c.hello for c in self.clients)), 30)
         gc.collect()  # the harness's own full collections must not stall 100 readers (see freeze_startup_heap)
         gc.freeze()
-        self.tasks = [asyncio.create_task(self._read(k, c)) for k, c in enumerate(self.conns)]
-        self.lags: list[float] = []
         self.tasks.append(asyncio.create_task(self._lag()))
         return self
 
@@ -339,33 +413,26 @@ class Clients:
             await asyncio.sleep(0.005)
             self.lags.append((time.perf_counter() - t - 0.005) * 1000)
 
-    async def _read(self, k: int, ws) -> None:  # noqa: ANN001
-        import websockets
-
-        put = self.frames[k].append
-        events, marker = self.events, self.marker
-        try:
-            while True:
-                raw = await ws.recv(decode=False)
-                put((time.time(), raw))
-                events[k] += raw.count(marker)
-        except websockets.exceptions.ConnectionClosed:
-            pass
+    @property
+    def frames(self) -> list[list[tuple[float, bytes]]]:
+        return [c.frames for c in self.clients]
 
     async def drain(self, want: int, timeout_s: float = 5.0) -> None:
         """Wait until every client has received ``want`` events, or ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and min(self.events, default=want) < want:
+        while time.monotonic() < deadline and min((c.events for c in self.clients), default=want) < want:
             await asyncio.sleep(0.05)
 
     async def __aexit__(self, *_exc: object) -> None:
-        for c in self.conns:
-            await c.close()
         for t in self.tasks:
             t.cancel()
+        for c in self.clients:
+            if c.transport is not None:
+                c.transport.close()
+        gc.unfreeze()
 
     def n_frames(self) -> int:
-        return sum(len(f) for f in self.frames)
+        return sum(len(c.frames) for c in self.clients)
 
 
 async def _spans(base: str, reset: bool = False) -> dict:
@@ -407,6 +474,7 @@ async def _http_phase(post_base: str, ws_base: str, points: list[tuple[float, fl
             limits=httpx.Limits(max_connections=SINGLE_CONC if not batch else 2)) as http:
         for b in {post_base, ws_base}:
             await _spans(b, reset=True)
+        cpu0 = _cpu_now()
         t_start = time.time()
         m_start = time.monotonic()
 
@@ -456,6 +524,7 @@ async def _http_phase(post_base: str, ws_base: str, points: list[tuple[float, fl
         await asyncio.gather(*tasks)
         send_s = time.monotonic() - m_start
         await clients.drain(len(sent))
+        cpu = _cpu_now(cpu0)
         server = await _spans(ws_base)
         if post_base != ws_base:
             server.update({k: v for k, v in (await _spans(post_base)).items() if k.startswith("ingest")})
@@ -474,7 +543,8 @@ async def _http_phase(post_base: str, ws_base: str, points: list[tuple[float, fl
                 continue
             from_post.append((t_recv - t0) * 1000)
             from_gen.append((t_recv - tg) * 1000)
-    return {"client_lag": _stats(clients.lags), "incidents": len(sent), "errors": errors, "achieved": len(sent) / send_s, "frames": clients.n_frames(),
+    return {"cpu": cpu, "client_lag": _stats(clients.lags), "incidents": len(sent), "errors": errors,
+            "achieved": len(sent) / send_s, "frames": clients.n_frames(),
             "deliveries": len(from_post), "missing": missing, **_stats(from_post),
             "gen_p99": _pct(from_gen, 99), "server": server}
 
@@ -487,6 +557,7 @@ async def _emit_phase(base: str, rate: int, seconds: float, batched: bool, n_cli
     n = int(rate * seconds)
     async with Clients(base, n_clients, batched, BENCH_T) as clients, httpx.AsyncClient(base_url=base, timeout=30) as http:
         await _spans(base, reset=True)
+        cpu0 = _cpu_now()
         (await http.post("/bench/emit", params={"rate": rate, "n": n})).raise_for_status()
         deadline = time.monotonic() + 4 * seconds + 10.0
         while time.monotonic() < deadline:
@@ -495,9 +566,10 @@ async def _emit_phase(base: str, rate: int, seconds: float, batched: bool, n_cli
                 break
             await asyncio.sleep(0.2)
         await clients.drain(n)
+        cpu = _cpu_now(cpu0)
         server = await _spans(base)
     lat = [(t_recv - t) * 1000 for frames in clients.frames for t_recv, raw in frames for t in bench_times(raw)]
-    return {"client_lag": _stats(clients.lags), "incidents": n,
+    return {"cpu": cpu, "client_lag": _stats(clients.lags), "incidents": n,
             "achieved": n / max(st["elapsed_s"], 1e-9) if st["elapsed_s"] else 0.0,
             "frames": clients.n_frames(), "deliveries": len(lat), "missing": n * n_clients - len(lat),
             **_stats(lat), "server": server, "clients": n_clients}
@@ -550,11 +622,19 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+_SERVERS: list[subprocess.Popen] = []  # the running server children, for _cpu_now
+
+
+def _cpu_now(since: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(CPU seconds of the server children, of this process) now, or spent ``since``."""
+    now = (sum(_cpu_s(p.pid) for p in _SERVERS), time.process_time())
+    return now if since is None else (now[0] - since[0], now[1] - since[1])
+
+
 def _timed(procs: list[subprocess.Popen], coro_fn) -> dict:  # noqa: ANN001
-    """Run one phase; add the CPU seconds the servers and this process spent, and the load."""
-    cpu = (sum(_cpu_s(p.pid) for p in procs), time.process_time())
+    """Run one phase with ``procs`` as the servers whose CPU it counts; add the load."""
+    _SERVERS[:] = procs
     r = asyncio.run(coro_fn())
-    r["cpu"] = (sum(_cpu_s(p.pid) for p in procs) - cpu[0], time.process_time() - cpu[1])
     r["load"] = os.getloadavg()[0]
     return r
 
@@ -588,8 +668,6 @@ def run() -> str:
                          f"{STREAM_POLL_S * 1000:.0f} ms)", CLIENTS, f"{RATE}/s", r, _verdict(r)))
             _stop(stream)
             procs.remove(stream)
-            if os.environ.get("BENCH_ALERTS_ONLY_HTTP"):
-                return ""
             # 3. one POST per incident
             r = _timed(procs, lambda: _http_phase(base, base, points[2 * n_batch:], "single", batch=False,
                                                   rate=SINGLE_RATE, seconds=SECONDS))
