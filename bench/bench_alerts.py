@@ -75,7 +75,8 @@ def _serve(db: str, port: int) -> None:
     app = create_app(settings)
     _add_emitter(app)
     _add_spans(app)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning",
+                ws_per_message_deflate=os.environ.get("BENCH_ALERTS_DEFLATE") == "1")
 
 
 def _fake_ticket(k: int, t: float) -> dict:
