@@ -1,30 +1,35 @@
 """Alert latency: incident ingest -> live WebSocket receipt, at 100 clients.
 
-The real dispatch app runs under uvicorn in a child process (its own interpreter, as in a
-deployment) on loopback with a temporary SQLite file and the Keqiao sample grids. This
+The real dispatch app runs under uvicorn in child processes (their own interpreters, as in
+a deployment) on loopback with a temporary SQLite file and the Keqiao sample grids. This
 process opens ``CLIENTS`` WebSocket subscribers to ``/api/v1/live/ws?batch=1`` (what the
 command-room page opens) and drives incidents through the real HTTP API, each at a
-distinct position (merge radius 1 cm), so every incident opens a ticket and emits
-``ticket.created``:
+distinct position (merge radius 1 cm) and in the four classes in turn, so every incident
+opens a ticket and emits ``ticket.created``:
 
 * **HTTP batch ingest** at ``RATE`` (500/s): every ``BATCH_MS`` the incidents generated
   since the last post go out as one ``POST /api/v1/incidents/batch`` on a keep-alive
   connection (what an edge box posting a burst does); latency from the POST being sent,
-  and from each incident's generation (adds the client's own batching wait).
-* **HTTP single POST**: one ``POST /api/v1/incidents`` per incident, ``SINGLE_CONC``
+  and from each incident's generation (adds the client's own batching wait). Once with
+  one process taking the POSTs and serving the streams, once with a second process of
+  the same app on the same database serving the streams (it tails the outbox every
+  ``STREAM_POLL_S``: the multi-process fan-out), so ingest and fan-out get a GIL each.
+* **HTTP single POSTs**: one ``POST /api/v1/incidents`` per incident, ``SINGLE_CONC``
   concurrent keep-alive connections, offered at ``SINGLE_RATE``/s.
 * **outbox emit** (fan-out layer alone): a bench-only route in the server child writes
   ``live_events`` rows at 500/s through the ticket store's ``write_transaction`` +
-  ``outbox.emit`` + ``notify``, with and without ``?batch=1``.
+  ``outbox.emit`` + ``notify``, with ``?batch=1`` at 100 clients and one event per frame
+  at 10.
 
-Each client takes the receipt time of every frame as it arrives (``recv(decode=False)``
-and a byte scan for the ids: the harness must not be the bottleneck, but the time is
-taken per frame per client). The server child also records commit -> fan-out (the
-outbox row's time to the hub publishing it) and its event-loop lag, so the table says on
-which side the time goes. Clients and server share this machine's cores with whatever
-else runs: the 1-min load average is in the table. Env: BENCH_ALERTS_CLIENTS,
+The harness client is a minimal RFC 6455 reader (:class:`_WsClient`) that stamps every
+frame with the wall clock when its last byte arrives, per client; ids are decoded after
+the run. The server children also record the outbox row's time -> the hub publishing it,
+their event-loop lag and the ingest transaction's wall and CPU time, so the output says
+on which side the time goes. Clients and servers share this machine's cores with whatever
+else runs: the 1-min load average is in every row. Env: BENCH_ALERTS_CLIENTS,
 BENCH_ALERTS_RATE, BENCH_ALERTS_SECONDS, BENCH_ALERTS_BATCH_MS, BENCH_ALERTS_SINGLE_RATE,
-BENCH_ALERTS_SINGLE_CONC.
+BENCH_ALERTS_SINGLE_CONC, BENCH_ALERTS_STREAM_POLL_S, BENCH_ALERTS_DEFLATE (1: the server
+negotiates permessage-deflate, as uvicorn does by default; the harness client never asks).
 """
 
 from __future__ import annotations

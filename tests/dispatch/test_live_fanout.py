@@ -129,6 +129,19 @@ def test_startup_heap_is_frozen_once_per_process(monkeypatch):
     assert live.freeze_startup_heap() is False and calls == ["collect", "freeze"]
 
 
+def test_gil_switch_interval_is_shortened_never_lengthened(monkeypatch):
+    now = [0.005]
+    monkeypatch.setattr(live.sys, "getswitchinterval", lambda: now[0])
+    monkeypatch.setattr(live.sys, "setswitchinterval", lambda v: now.__setitem__(0, v))
+    monkeypatch.delenv("SKYGRID_GIL_SWITCH_S", raising=False)
+    assert live.shorten_gil_switch() == 0.001
+    monkeypatch.setenv("SKYGRID_GIL_SWITCH_S", "0.002")
+    assert live.shorten_gil_switch() == 0.001  # never longer than what is in force
+    now[0] = 0.005
+    monkeypatch.setenv("SKYGRID_GIL_SWITCH_S", "0")
+    assert live.shorten_gil_switch() == 0.005  # 0: leave the interpreter's value
+
+
 @pytest.mark.timeout(60)
 def test_a_batch_reaches_a_websocket_client_as_ticket_events(tmp_path, template_db, monkeypatch):
     monkeypatch.setattr(live, "_heap_frozen", True)  # not this test process's heap
