@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from starlette.websockets import WebSocketState
 
 from . import store
 from .events import EventFilter, LiveEvent
-from .hub import LiveHub
+from .hub import TICK, LiveHub
 
 KEEPALIVE_S = 15.0  # seconds between SSE comments / WS pings so proxies keep the stream open
 
@@ -152,7 +153,8 @@ def _hello(hub: LiveHub, principal: Any, sub_after: int) -> LiveEvent:
 
 async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterator[tuple[list[LiveEvent], str | None]]:
     """Replay then live events for one subscriber, as (events, shared array frame or None):
-    whatever is ready now, so a burst costs one wake-up; ``([], None)`` is a keep-alive tick.
+    whatever is ready now, so a burst costs one wake-up; ``([], None)`` is a keep-alive (the
+    hub's TICK found the stream idle for ``KEEPALIVE_S`` or more).
 
     The usual case (one chunk queued since the last send, nothing in it replayed) hands out
     the chunk's own list and frame, shared with every subscriber of an equal filter: no
@@ -163,16 +165,14 @@ async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterato
     for k in range(0, len(replayed), max_batch):
         yield replayed[k:k + max_batch], None
     q = sub.queue
+    last_out = time.monotonic()
     while True:
-        if q.empty():
-            try:
-                async with asyncio.timeout(KEEPALIVE_S):
-                    first = await q.get()
-            except TimeoutError:
+        first = q.get_nowait() if not q.empty() else await q.get()
+        if first is TICK:
+            if time.monotonic() - last_out >= KEEPALIVE_S:
+                last_out = time.monotonic()
                 yield [], None
-                continue
-        else:
-            first = q.get_nowait()
+            continue
         if first is None:  # lagged or server stopping
             return
         chunks = [first]
@@ -181,9 +181,11 @@ async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterato
             nxt = q.get_nowait()
             if nxt is None:
                 return
-            chunks.append(nxt)
-            n += len(nxt.events)
+            if nxt is not TICK:
+                chunks.append(nxt)
+                n += len(nxt.events)
         sub.pending -= n
+        last_out = time.monotonic()
         if len(chunks) == 1 and sub.all_fresh(first):
             yield first.events, first.frame
             continue

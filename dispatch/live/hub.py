@@ -64,6 +64,12 @@ class Chunk:
         return self._frame
 
 
+#: Queued to every subscriber every ``LiveHub.tick_s`` seconds: its sender then sends a
+#: keep-alive if the stream has been idle long enough. One timer for all streams instead of
+#: a timeout armed and cancelled around every queue read (100 clients x every fan-out).
+TICK = Chunk([])
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One connected stream.
@@ -137,10 +143,14 @@ class LiveHub:
     """Tails the outbox and the drone feed, fans events out to the local subscribers."""
 
     def __init__(self, engine_getter: Callable[[], Engine], *, poll_s: float = 1.0, queue_max: int = 5000,
-                 coalesce_s: float = COALESCE_S) -> None:
+                 coalesce_s: float = COALESCE_S, tick_s: float = 5.0) -> None:
         self._engine_getter = engine_getter
         self.poll_s = poll_s
         self.coalesce_s = coalesce_s
+        self.tick_s = tick_s
+        self._ticker: asyncio.Task | None = None
+        # equal filters share one object (and one filtered chunk per publish): filter -> (itself, users)
+        self._filters: dict[EventFilter, list] = {}
         self._last_pump = 0.0
         self.queue_max = queue_max
         self.origin = uuid.uuid4().hex
@@ -167,12 +177,14 @@ class LiveHub:
         self.cursor = await asyncio.to_thread(store.outbox_head, self.engine)
         self.feed_cursor = await asyncio.to_thread(store.feed_head, self.engine)
         self._task = asyncio.create_task(self._run(), name="live-hub-tailer")
+        self._ticker = asyncio.create_task(self._tick(), name="live-hub-keepalive")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._ticker):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for sub in list(self.subscribers):
             sub.lagged = True
             sub.queue.put_nowait(None)
@@ -193,12 +205,29 @@ class LiveHub:
 
     # -- subscribers ---------------------------------------------------------------------
     def subscribe(self, flt: EventFilter, after: int | None) -> Subscriber:
-        sub = Subscriber(filter=flt, skip_upto=self.cursor if after is None else after, queue_max=self.queue_max)
+        shared = self._filters.setdefault(flt, [flt, 0])
+        shared[1] += 1
+        sub = Subscriber(filter=shared[0], skip_upto=self.cursor if after is None else after,
+                         queue_max=self.queue_max)
         self.subscribers.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        if sub not in self.subscribers:
+            return
         self.subscribers.discard(sub)
+        shared = self._filters.get(sub.filter)
+        if shared is not None:
+            shared[1] -= 1
+            if shared[1] <= 0:
+                del self._filters[sub.filter]
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            for sub in list(self.subscribers):
+                if not sub.lagged:
+                    sub.queue.put_nowait(TICK)
 
     async def replay(self, sub: Subscriber, page: int = 1000) -> list[LiveEvent]:
         """Outbox events after ``sub.skip_upto`` matching its filter (advances ``skip_upto``)."""
@@ -226,13 +255,14 @@ class LiveHub:
             if ev.topic.startswith(DRONE_PREFIX):
                 self.drones.apply(ev)
         self.published += len(evs)
-        chunks: dict[EventFilter, Chunk | None] = {}
+        chunks: dict[int, Chunk | None] = {}  # by id(filter): equal filters are one object (subscribe)
         for sub in self.subscribers:
             flt = sub.filter
-            if flt not in chunks:
+            key = id(flt)
+            if key not in chunks:
                 matched = [ev for ev in evs if flt.matches(ev)]
-                chunks[flt] = Chunk(matched) if matched else None
-            chunk = chunks[flt]
+                chunks[key] = Chunk(matched) if matched else None
+            chunk = chunks[key]
             if chunk is not None:
                 sub.offer(chunk)
 

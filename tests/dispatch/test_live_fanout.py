@@ -68,6 +68,48 @@ def test_batches_hand_out_the_shared_chunk_and_filter_what_the_replay_sent():
     asyncio.run(run())
 
 
+def test_idle_streams_get_keepalives_from_the_hub_tick_busy_ones_do_not(monkeypatch):
+    import dispatch.live.api as live_api
+
+    monkeypatch.setattr(live_api, "KEEPALIVE_S", 0.25)
+
+    async def run() -> None:
+        hub = LiveHub(lambda: None, tick_s=0.05)  # type: ignore[arg-type, return-value]
+
+        async def no_replay(sub):  # noqa: ANN001, ANN202
+            return []
+
+        hub.replay = no_replay  # type: ignore[method-assign]
+        hub._ticker = asyncio.create_task(hub._tick())
+        idle = hub.subscribe(EventFilter(), after=0)
+        busy = hub.subscribe(EventFilter(), after=0)
+        assert idle.filter is busy.filter  # equal filters share one object (one chunk per publish)
+        got: dict[str, list] = {"idle": [], "busy": []}
+
+        async def consume(name: str, sub) -> None:  # noqa: ANN001
+            async for events, _frame in _batches(hub, sub):
+                got[name].append([e.id for e in events])
+
+        tasks = [asyncio.create_task(consume("idle", idle)), asyncio.create_task(consume("busy", busy))]
+        hub.publish_many([_ev(1)])
+        for k in range(2, 22):  # 1 s: the busy stream gets an event every 50 ms
+            await asyncio.sleep(0.05)
+            busy.offer(Chunk([_ev(k)]))
+        await asyncio.sleep(0.05)
+        for t in tasks:
+            t.cancel()
+        hub._ticker.cancel()
+        assert got["busy"] == [[k] for k in range(1, 22)]  # no keep-alive between events
+        assert got["idle"][0] == [1] and got["idle"].count([]) >= 2  # ~1 s idle / 0.25 s
+        hub.unsubscribe(idle)
+        assert list(hub._filters.values())[0][1] == 1
+        hub.unsubscribe(busy)
+        hub.unsubscribe(busy)  # twice: harmless
+        assert hub._filters == {}
+
+    asyncio.run(run())
+
+
 @pytest.mark.timeout(60)
 def test_a_burst_of_commits_is_read_in_few_outbox_reads_and_the_feed_on_the_poll_cadence(tmp_path, template_db):
     import shutil
