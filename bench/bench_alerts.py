@@ -202,31 +202,6 @@ def _add_spans(app) -> None:  # noqa: ANN001 - FastAPI
 
     app.state.lifespan_hooks.append(lifespan)
 
-    @app.post("/bench/publish")
-    async def bench_publish(pumps: int, events: int, seconds: float) -> dict:
-        """Fan-out alone: publish ``events`` ready-made ticket events ``pumps`` times a second."""
-        from dispatch.live.events import LiveEvent
-
-        evs = [LiveEvent.make(id=10**9 + k, topic="ticket.created", at="2026-11-23T21:00:00Z",
-                              data=_fake_ticket(k, 0.0), grid_id="330603-YXQ-001", tier="village",
-                              class_name="straw_burning", priority=1) for k in range(events)]
-        t0 = time.monotonic()
-        n = 0
-        import cProfile
-        prof = cProfile.Profile(time.thread_time) if os.environ.get("BENCH_PROF") else None
-        if prof:
-            prof.enable()
-        c0 = time.thread_time()
-        while time.monotonic() - t0 < seconds:
-            hub.publish_many(evs)
-            n += 1
-            await asyncio.sleep(max(0.0, t0 + n / pumps - time.monotonic()))
-        if prof:
-            await asyncio.sleep(1.0)
-            prof.disable()
-            prof.dump_stats(os.environ["BENCH_PROF"])
-        return {"pumps": n, "main_thread_cpu_s": time.thread_time() - c0}
-
     @app.post("/bench/spans")
     def spans_reset() -> dict:
         for v in spans.values():
