@@ -700,6 +700,16 @@ def run() -> str:
                      f"{r['server']['publish_ms']['p99']:.1f} | {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} | "
                      f"{r['load']:.1f} | {verdict} |")
     gens = ", ".join(f"{r['gen_p99']:.1f}" for _, _, _, r, _ in rows[:2])
+
+    def split(r: dict) -> str:
+        s = r["server"]
+        return (f"ingest transaction p50 {s['ingest_wall_ms']['p50']:.0f} ms wall / {s['ingest_cpu_ms']['p50']:.0f} ms "
+                f"CPU (p99 {s['ingest_wall_ms']['p99']:.0f} ms wall), row -> fan-out p50 {s['publish_ms']['p50']:.0f} "
+                f"ms, stream server loop lag p99 {s['loop_lag_ms']['p99']:.0f} ms, client loop lag p99 "
+                f"{r['client_lag']['p99']:.0f} ms")
+
+    where = [f"* where the time goes, {name.split(' (')[0].removeprefix('HTTP batch ingest, ')}: {split(r)}."
+             for name, _, _, r, _ in rows[:2]]
     return "\n".join([
         "## Live alerts: ingest -> WebSocket receipt at 100 clients",
         "",
@@ -726,6 +736,8 @@ def run() -> str:
         "* row -> fan-out: the outbox row's time (the start of the ingest transaction) to the hub publishing it.",
         "",
         *table,
+        "",
+        *where,
         "",
         f"_(bench_alerts: {time.monotonic() - t_bench:.0f} s)_",
         "",
