@@ -92,3 +92,23 @@ def test_convex_part_keeps_the_single_sweep():
     w = plan_part("R", 0, rect, rect, P, model)
     assert r.time_s == pytest.approx(w.time_s) and r.lines == w.lines
     assert shapely.equals(r.cells[0][0], rect) if r.cells else True
+
+
+def test_wedge_lines_run_along_the_edge_inside_and_image_the_wedges():
+    """A shallow slanted edge leaves a wedge beyond each line end; the wedge lines run along
+    that edge (not across it), stay inside the region and image most of what was missed."""
+    from geo.coverage import _line_swaths, _swath_boxes, _wedge_lines, trim_segments
+
+    region = Polygon([(0, 0), (1200, 0), (1200, 450), (0, 120)])  # top edge rises ~15°
+    segs = trim_segments(region, sweep_segments(region, P.spacing_m), P)
+    covered = shapely.union_all(_swath_boxes(segs, W, H))
+    missed = region.difference(covered).area
+    assert missed > P.max_unimaged * region.area
+    lines = _wedge_lines(region, covered, P)
+    assert len(lines) >= 1
+    edge = np.degrees(np.arctan2(330.0, 1200.0))
+    for x0, y0, x1, y1 in lines:
+        assert region.buffer(1e-6).covers(LineString([(x0, y0), (x1, y1)]))
+        assert abs(np.degrees(np.arctan2(y1 - y0, x1 - x0)) % 180.0 - edge) < 1.0
+    after = region.difference(shapely.union_all([covered, *_line_swaths(lines, W, H)])).area
+    assert after <= P.max_unimaged * region.area + 1e-6
