@@ -4,8 +4,8 @@ Eight lawnmower passes over unseen synthetic worlds (seeds 91001-91005: 8 incide
 look-alikes each at 80/100/120/120/110 m AGL; seeds 91101-91103: 16 look-alikes each at
 80/120/100 m), none of them a training or other benchmark seed. The detector runs once per
 frame at a low threshold (0.15); the stage's geolocation and tracker (k=3 of n=5, default
-confirmation) are then replayed for each candidate (conf, hazmat_fire conf) pair with the
-detections above it, so every point sees exactly the same frames. Counted per point: planted
+confirmation) are then replayed for each candidate point (conf, per-class conf) and for the
+model's shipped operating point with the detections above them, so every point sees exactly the same frames. Counted per point: planted
 events with no incident of their class within 15 m (missed), with more than one
 (duplicated), and incidents near no planted event of their class (false).
 """
@@ -58,7 +58,7 @@ def _passes(detector) -> list[tuple[int, float, list, list]]:
     return out
 
 
-def _score(passes, conf: float, hazmat: float) -> tuple[int, int, int]:
+def _score(passes, conf: float, class_conf: dict[str, float]) -> tuple[int, int, int]:
     """(missed, duplicated, false) over all passes at one operating point."""
     from geo.camera import PRESETS
     from vision.contracts import Frame
@@ -68,7 +68,7 @@ def _score(passes, conf: float, hazmat: float) -> tuple[int, int, int]:
 
     cam = PRESETS["m3e"].scaled(640)
     blank = np.zeros((cam.image_height_px, cam.image_width_px, 3), np.uint8)
-    replay = _Replay(conf, {"hazmat_fire": hazmat})
+    replay = _Replay(conf, class_conf)
     missed = dup = false = 0
     for seed, _alt, objects, frames in passes:
         stage = VisionStage(replay, IncidentTracker(f"op-{seed}", k=3, n=5, stale_after_s=0.0), cam)
@@ -95,17 +95,19 @@ def run() -> str:
         print(msg)
         return msg
     shipped = operating_point(MODEL)
-    ship = (shipped.get("conf"), shipped.get("class_conf", {}).get("hazmat_fire", shipped.get("conf")))
     passes = _passes(OnnxDetector(MODEL, threads=2, conf=LOW_CONF))
     n_events = sum(o.is_incident for _, _, objects, _ in passes for o in objects)
     n_look = sum(not o.is_incident for _, _, objects, _ in passes for o in objects)
-    points = sorted(set(itertools.product(CONFS, HAZMAT_CONFS)) | ({ship} if None not in ship else set()))
+    points = [(c, {"hazmat_fire": h}) for c, h in itertools.product(CONFS, HAZMAT_CONFS)]
+    if "conf" in shipped:
+        points.append((shipped["conf"], dict(shipped.get("class_conf", {}))))
     rows = []
-    for conf, hazmat in points:
-        m, d, f = _score(passes, conf, hazmat)
-        mark = " (shipped)" if (conf, hazmat) == ship else ""
-        rows.append(f"| {conf:.2f} | {hazmat:.2f}{mark} | {m} | {d} | {f} |")
-        print(f"  conf {conf:.2f} hazmat_fire {hazmat:.2f}: missed {m}, duplicated {d}, false {f}", flush=True)
+    for i, (conf, class_conf) in enumerate(points):
+        m, d, f = _score(passes, conf, class_conf)
+        others = ", ".join(f"{k} {v:.2f}" for k, v in sorted(class_conf.items()))
+        mark = " **(shipped)**" if "conf" in shipped and i == len(points) - 1 else ""
+        rows.append(f"| {conf:.2f} | {others}{mark} | {m} | {d} | {f} |")
+        print(f"  conf {conf:.2f} {others}: missed {m}, duplicated {d}, false {f}", flush=True)
     frames = sum(len(fr) for *_, fr in passes)
     out = "\n".join([
         "## Vision operating point (unseen passes, replayed per threshold)",
@@ -116,7 +118,7 @@ def run() -> str:
         f"with 16 look-alikes each; {n_events} planted events, {n_look} look-alikes. Detections at conf "
         f"{LOW_CONF} once, then the stage (geolocation + tracker, k=3 of n=5) replayed per point. Target: 0 / 0 / 0.",
         "",
-        "| conf | hazmat_fire conf | missed events | duplicated events | false incidents |",
+        "| conf | per-class conf | missed events | duplicated events | false incidents |",
         "| --- | --- | --- | --- | --- |",
         *rows,
         "",
