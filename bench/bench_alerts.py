@@ -641,7 +641,6 @@ def _timed(procs: list[subprocess.Popen], coro_fn) -> dict:  # noqa: ANN001
 
 
 def run() -> str:
-    t_bench = time.monotonic()
     n_batch, n_single = int(RATE * SECONDS), int(SINGLE_RATE * SECONDS)
     points = _points(2 * n_batch + n_single + 10)
     rows: list[tuple[str, int, str, dict, str]] = []
@@ -738,8 +737,6 @@ def run() -> str:
         *table,
         "",
         *where,
-        "",
-        f"_(bench_alerts: {time.monotonic() - t_bench:.0f} s)_",
         "",
     ])
 
