@@ -110,9 +110,11 @@ class SweepParams:
     min_segment_m: float = 1.0
     angle_step_deg: float = 10.0
     fill_gaps: bool = True
-    #: gaps between swaths are filled with extra lines until at most this fraction stays unimaged
-    #: (the promised >= 99.5 % imaged per part)
-    max_unimaged: float = 0.005
+    #: gaps between swaths are filled with extra lines until at most this fraction stays unimaged:
+    #: 99.7 % planned, so the promised >= 99.5 % holds for the frames actually captured (a
+    #: video stream sampled by distance images slightly less than the planned photos; at 0.005
+    #: one demo grid of 18 ended at 99.4 %). Costs 0.003x of path (bench_geo 0.843x -> 0.846x).
+    max_unimaged: float = 0.003
     #: shorten lines whose ends the footprint can image from inside (saves length, same imaging)
     trim_ends: bool = True
     #: fill wedges along slanted edges with one line along the edge where that is cheaper
