@@ -31,8 +31,11 @@ MAX_BATCH = 500  # items per batch request
 EVIDENCE_BUDGET = 4  # a batch carries at most this many max-size evidence images in all (decoded bytes)
 
 
-def to_data(body: IncidentIn, rt: Runtime, field: str = "body") -> IncidentData:
-    """Validate the evidence image and build the service record (errors name ``field``.evidence...)."""
+def to_data(body: IncidentIn, rt: Runtime, principal: Principal, field: str = "body") -> IncidentData:
+    """Check who may report it and the evidence image, and build the service record (errors
+    name ``field``.source / ``field``.evidence...). Grid workers report with source ``worker``."""
+    if principal.role == "grid_worker" and body.source != "worker":
+        raise ApiError(403, "source: grid workers report with source 'worker'", f"{field}.source")
     img = None
     if body.evidence is not None:
         limit = rt.settings.max_evidence_bytes
@@ -65,9 +68,7 @@ def create_incident(
     ``group_radius_m`` and ``group_window_s``, else a new one routed by the rules. Resending
     the same ``external_id`` answers 200 with the same ids and ``created: false``. Grid
     workers may report (source ``worker``) only inside their grids."""
-    if principal.role == "grid_worker" and body.source != "worker":
-        raise ApiError(403, "source: grid workers report with source 'worker'", "body.source")
-    data = to_data(body, rt)
+    data = to_data(body, rt, principal)
     res = write(request, lambda s: ingest(s, rt, data, principal))
     if not res.created:
         response.status_code = 200
@@ -137,9 +138,7 @@ def parse_batch(items: list[dict[str, Any]], rt: Runtime, principal: Principal
             answers[i] = _pydantic_error(i, e)
             continue
         try:
-            if principal.role == "grid_worker" and body.source != "worker":
-                raise ApiError(403, "source: grid workers report with source 'worker'", f"items[{i}].source")
-            data = to_data(body, rt, f"items[{i}]")
+            data = to_data(body, rt, principal, f"items[{i}]")
             if data.evidence is not None:
                 budget -= len(data.evidence.data)
                 if budget < 0:
