@@ -71,7 +71,7 @@ def _serve(db: str, port: int) -> None:
     """Child process: the dispatch app on 127.0.0.1:port (plus the bench-only routes)."""
     import uvicorn
 
-    from dispatch.app import create_app
+    from dispatch.app import SERVER_OPTIONS, create_app
     from dispatch.core.config import Settings
 
     settings = Settings(database_url=f"sqlite:///{db}", evidence_dir=str(Path(db).parent / "evidence"),
@@ -82,8 +82,10 @@ def _serve(db: str, port: int) -> None:
     app = create_app(settings)
     _add_emitter(app)
     _add_spans(app)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning",
-                ws_per_message_deflate=os.environ.get("BENCH_ALERTS_DEFLATE") == "1")
+    options = dict(SERVER_OPTIONS)  # as `skygrid serve` serves it; BENCH_ALERTS_DEFLATE=1 to compare
+    if os.environ.get("BENCH_ALERTS_DEFLATE") == "1":
+        options["ws_per_message_deflate"] = True
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", **options)
 
 
 def _fake_ticket(k: int, t: float) -> dict:

@@ -97,11 +97,12 @@ class DispatchServer:
     def __init__(self, settings: Any, host: str, port: int) -> None:
         import uvicorn
 
-        from dispatch.app import create_app
+        from dispatch.app import SERVER_OPTIONS, create_app
 
         self.app = create_app(settings)
         self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on",
+                                                    **SERVER_OPTIONS))
         self.thread = threading.Thread(target=self.server.run, name="dispatch-server", daemon=True)
 
     def start(self, timeout_s: float = 30.0) -> None:

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
     from rich.console import Console
 
-    from dispatch.app import create_app
+    from dispatch.app import SERVER_OPTIONS, create_app
     from dispatch.routing import RoutingError
 
     console = Console(stderr=True)
@@ -112,7 +112,5 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {e}")
         return 2
     console.print(f"dispatch on http://{args.host}:{args.port}  (API docs: /docs)")
-    # no permessage-deflate: every WebSocket client would get each live frame compressed
-    # separately (measured 304 vs 66 us of server CPU per 30 kB frame; bench/bench_alerts.py)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ws_per_message_deflate=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **SERVER_OPTIONS)
     return 0

@@ -75,7 +75,7 @@ class Server:
 def start_server(db: Path, tmp: Path, extra_tokens: dict | None = None, **overrides: Any) -> Server:
     import uvicorn
 
-    from dispatch.app import create_app
+    from dispatch.app import SERVER_OPTIONS, create_app
     from dispatch.core.config import Settings
 
     settings = Settings(database_url=f"sqlite:///{db}", evidence_dir=str(tmp / "evidence"), grids_file=str(GRIDS),
@@ -83,7 +83,8 @@ def start_server(db: Path, tmp: Path, extra_tokens: dict | None = None, **overri
                         **overrides)
     app = create_app(settings)
     port = free_tcp_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                       **SERVER_OPTIONS))
     th = threading.Thread(target=uv.run, daemon=True, name=f"uvicorn-{port}")
     th.start()
     deadline = time.monotonic() + 20

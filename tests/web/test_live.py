@@ -111,6 +111,18 @@ def test_bad_filter_and_missing_token_are_refused(server) -> None:
     assert r.status_code == 422 and "after" in r.json()["detail"]
 
 
+def test_ws_declines_per_client_compression(server) -> None:
+    # the client offers permessage-deflate (websockets does by default); the server, run with
+    # dispatch.app.SERVER_OPTIONS as `skygrid serve` and the patrol run it, must decline it
+    async def run() -> None:
+        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?token=tok-viewer") as ws:
+            assert "permessage-deflate" in (ws.request.headers.get("Sec-WebSocket-Extensions") or "")
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+            assert json.loads(await ws.recv())["topic"] == "hello"
+
+    asyncio.run(run())
+
+
 def test_ws_resume_after_reconnect_replays_missed_events(server, points) -> None:
     async def run() -> None:
         url = f"{server.ws_url}/api/v1/live/ws?token=tok-viewer&topic=ticket"
