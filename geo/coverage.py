@@ -501,6 +501,24 @@ def _gap_segments(region_rot, covered, segs: np.ndarray, p: SweepParams) -> np.n
     return np.asarray(extra).reshape(-1, 4)
 
 
+def _ring_edges(region) -> np.ndarray:
+    """Every edge of the region's rings as rows (x0, y0, x1, y1), metres."""
+    rings = [region.exterior, *region.interiors]
+    return np.vstack([np.column_stack([np.asarray(r.coords)[:-1], np.asarray(r.coords)[1:]]) for r in rings])
+
+
+def _nearest_edge(edges: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The edge (rows of :func:`_ring_edges`) nearest to point ``c``: (the foot of the
+    perpendicular from ``c`` on it, its unit direction), metres."""
+    a = edges[:, 0:2]
+    ab = edges[:, 2:4] - a
+    ab2 = np.maximum((ab * ab).sum(1), 1e-12)
+    t = np.clip(((c - a) * ab).sum(1) / ab2, 0, 1)
+    foot = a + ab * t[:, None]
+    k = int(np.argmin(np.hypot(*(c - foot).T)))
+    return foot[k], ab[k] / math.sqrt(ab2[k])
+
+
 def _wedge_lines(region_rot, covered, p: SweepParams) -> np.ndarray:
     """Short lines along the nearest edge through the largest gaps, until at most
     ``p.max_unimaged`` of the region stays unimaged; (k, 4) x0, y0, x1, y1 in the frame.
@@ -519,11 +537,7 @@ def _wedge_lines(region_rot, covered, p: SweepParams) -> np.ndarray:
     thresh = max(0.5, 1e-4 * region_rot.area)
     remaining = gaps.area
     allowed_left = p.max_unimaged * region_rot.area
-    rings = [region_rot.exterior, *region_rot.interiors]
-    edges = np.vstack([np.column_stack([np.asarray(r.coords)[:-1], np.asarray(r.coords)[1:]]) for r in rings])
-    ea, eb = edges[:, 0:2], edges[:, 2:4]
-    ab = eb - ea
-    ab2 = np.maximum((ab * ab).sum(1), 1e-12)
+    edges = _ring_edges(region_rot)
     inside = region_rot.buffer(1e-6)
     shapely.prepare(inside)
     out = []
@@ -532,9 +546,7 @@ def _wedge_lines(region_rot, covered, p: SweepParams) -> np.ndarray:
             break
         remaining -= g.area
         c = np.asarray(g.representative_point().coords[0])
-        t = np.clip(((c - ea) * ab).sum(1) / ab2, 0, 1)
-        k = int(np.argmin(np.hypot(*(c - (ea + ab * t[:, None])).T)))
-        d = ab[k] / math.sqrt(ab2[k])
+        _foot, d = _nearest_edge(edges, c)
         proj = shapely.get_coordinates(g) @ d
         c0 = float(c @ d)
         lo, hi = float(proj.min()) + p.footprint_h_m / 2, float(proj.max()) - p.footprint_h_m / 2
@@ -582,8 +594,7 @@ def _edge_gap_lines(region_rot, covered, p: SweepParams, allowed_left: float, ma
     ((k, 4) lines x0, y0, x1, y1 in the sweep frame, the new covered geometry).
     """
     w, h = p.footprint_w_m, p.footprint_h_m
-    rings = [region_rot.exterior, *region_rot.interiors]
-    edges = np.vstack([np.column_stack([np.asarray(r.coords)[:-1], np.asarray(r.coords)[1:]]) for r in rings])
+    edges = _ring_edges(region_rot)
     lines: list[tuple[float, float, float, float]] = []
     big = 2.0 * float(np.hypot(region_rot.bounds[2] - region_rot.bounds[0], region_rot.bounds[3] - region_rot.bounds[1]))
     for _ in range(max_lines):
@@ -594,16 +605,11 @@ def _edge_gap_lines(region_rot, covered, p: SweepParams, allowed_left: float, ma
         if g.area < max(0.5, 1e-4 * region_rot.area):
             break
         c = np.asarray(g.representative_point().coords[0])
-        a, b = edges[:, 0:2], edges[:, 2:4]
-        ab = b - a
-        t = np.clip(((c - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-12), 0, 1)
-        foot = a + ab * t[:, None]
-        k = int(np.argmin(np.hypot(*(c - foot).T)))
-        d = ab[k] / max(float(np.hypot(*ab[k])), 1e-9)
+        foot, d = _nearest_edge(edges, c)
         nrm = np.array([-d[1], d[0]])
-        if np.dot(c - foot[k], nrm) < 0:
+        if np.dot(c - foot, nrm) < 0:
             nrm = -nrm
-        p0 = foot[k] + nrm * (w / 2 - 1.0)
+        p0 = foot + nrm * (w / 2 - 1.0)
         full = shapely.intersection(shapely.linestrings([p0 - d * big, p0 + d * big]), region_rot)
         near = shapely.intersection(gaps, shapely.buffer(shapely.linestrings([p0 - d * big, p0 + d * big]), w / 2 - 0.5,
                                                          cap_style="flat"))
@@ -969,11 +975,10 @@ def plan_region(
         return (0, round(r.time_s, 3)) if r.imaged_area_m2 >= goal else (1, -r.imaged_area_m2)
 
     best = whole
-    cur: list[tuple[Polygon, CellRoute]] | None = None
     base = sweep(region)
     if base is None:
         return whole
-    cur = [(region, base)]
+    cur: list[tuple[Polygon, CellRoute]] = [(region, base)]
     # bottom-up: the boustrophedon decomposition at a few angles, small cells absorbed
     for a in sorted({round(whole.angle_deg % 180.0, 3), 0.0, 30.0, 60.0, 90.0, 120.0, 150.0}):
         cells = _absorb_small(boustrophedon_cells(region, a), min_piece)

@@ -192,8 +192,7 @@ def candidate_cuts(region: Polygon, sweep_angles: list[float], min_piece_m2: flo
         if len(cells) >= 2 and min(c.area for c in cells) >= min_piece_m2:
             out.append(cells)
 
-    outer_reflex = [r for r in reflex_vertices(Polygon(region.exterior.coords))]
-    for v, din, dout in outer_reflex:
+    for v, din, dout in reflex_vertices(Polygon(region.exterior.coords)):
         for a in {round(din, 3), round(dout, 3), *(round(s % 180.0, 3) for s in sweep_angles)}:
             c = chord(region, v, a)
             if c is not None:
