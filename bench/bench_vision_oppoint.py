@@ -61,8 +61,8 @@ def _passes(detector) -> list[tuple[int, float, list, list]]:
 def _score(passes, conf: float, class_conf: dict[str, float]) -> tuple[int, int, int]:
     """(missed, duplicated, false) over all passes at one operating point."""
     from geo.camera import PRESETS
+    from geo.geodesy import distance_m
     from vision.contracts import Frame
-    from vision.geolocate import distance_m
     from vision.pipeline import VisionStage
     from vision.tracker import IncidentTracker
 

@@ -83,9 +83,9 @@ def _imaged_area_km2(cam, poses) -> float:
 
 
 def _run_pass(detector, cam, objects, world, poses, patrol: str) -> dict:
+    from geo.geodesy import distance_m
     from vision.contracts import Frame
     from vision.detector import box_iou
-    from vision.geolocate import distance_m
     from vision.pipeline import VisionStage
     from vision.tracker import IncidentTracker
 

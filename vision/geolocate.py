@@ -104,11 +104,6 @@ def offset_to_wgs84(lat: float, lon: float, north_m, east_m) -> tuple[np.ndarray
     return np.asarray(lat2), np.asarray(lon2)
 
 
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Geodesic distance in metres between two WGS-84 points."""
-    return float(_GEOD.inv(lon1, lat1, lon2, lat2)[2])
-
-
 def nadir_pixel(camera: CameraModel, pose: CameraPose) -> tuple[float, float] | None:
     """Image of the point straight below the camera (may lie outside the frame); None at the horizon."""
     u, v = ground_to_pixels(0.0, 0.0, camera, pose)

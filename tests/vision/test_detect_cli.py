@@ -12,8 +12,8 @@ import pytest
 
 from flight.flightlog import FlightLog
 from flight.records import Telemetry
+from geo.geodesy import distance_m
 from vision import detect_cli
-from vision.geolocate import distance_m
 
 pytest.importorskip("onnx")
 from tests.vision.onnx_models import const_model  # noqa: E402

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from geo.camera import PRESETS
+from geo.geodesy import distance_m
 from geo.georef import CameraPose
 from simulators.camera import World
 from vision.contracts import Frame
 from vision.detector import OnnxDetector, box_iou
-from vision.geolocate import distance_m, offset_to_wgs84
+from vision.geolocate import offset_to_wgs84
 from vision.pipeline import VisionStage
 from vision.simpass import lawnmower_poses, plant_objects
 from vision.tracker import IncidentTracker

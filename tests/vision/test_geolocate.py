@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from geo.camera import CameraModel
+from geo.geodesy import distance_m
 from geo.georef import CameraPose
 from vision.contracts import Detection
-from vision.geolocate import GeoLocator, Uncertainty, anchor_pixel, distance_m
+from vision.geolocate import GeoLocator, Uncertainty, anchor_pixel
 
 # 800 x 600 px, fx = fy = 400 px, principal point (400, 300)
 CAM = CameraModel("test", 10.0, 7.5, 5.0, 800, 600)

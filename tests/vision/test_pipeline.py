@@ -12,10 +12,11 @@ import pytest
 
 from flight.records import Telemetry
 from geo.camera import PRESETS
+from geo.geodesy import distance_m
 from geo.georef import CameraPose
 from simulators.camera import World
 from vision.contracts import Detection, Frame
-from vision.geolocate import distance_m, offset_to_wgs84
+from vision.geolocate import offset_to_wgs84
 from vision.pipeline import FileFrameSource, VisionStage, image_size, interpolate_pose
 from vision.simpass import OracleDetector, lawnmower_poses, plant_objects
 from vision.tracker import IncidentTracker

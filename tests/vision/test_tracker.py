@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from geo.camera import CameraModel
+from geo.geodesy import distance_m
 from geo.georef import CameraPose
 from vision.contracts import Detection, Frame, GeoDetection
-from vision.geolocate import distance_m, offset_to_wgs84
+from vision.geolocate import offset_to_wgs84
 from vision.tracker import IncidentTracker, centrality, incident_id
 
 CAM = CameraModel("test", 10.0, 7.5, 5.0, 640, 480)
