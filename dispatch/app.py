@@ -136,9 +136,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.run_sla_check = lambda now=None: run_sla_check(app, now)
     app.add_exception_handler(ApiError, _api_error)
 
-    from dispatch.api import directory, evidence, incidents, open311, stats, tickets
+    from dispatch.api import directory, evidence, export, incidents, open311, stats, tickets
 
-    for mod in (incidents, tickets, directory, stats, evidence, open311):
+    for mod in (incidents, tickets, directory, stats, evidence, open311, export):
         app.include_router(mod.router)
 
     @app.get("/healthz", tags=["meta"])

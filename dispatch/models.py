@@ -118,6 +118,12 @@ class Ticket(Base):
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     closed_at: Mapped[datetime | None]
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
+    # 派单: who handles it, by when, with what instructions (migration 0004)
+    assigned_department: Mapped[str | None] = mapped_column(String(64))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    assigned_due_at: Mapped[datetime | None]
+    instructions: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[int | None] = mapped_column(Integer)  # 考核 score 0-100, set by assess
 
     __table_args__ = (
         Index("ix_tickets_group", "class_name", "status", "lat"),

@@ -56,6 +56,17 @@ class ActionIn(BaseModel):
     action: str = Field(min_length=1, max_length=40, description="a workflow action, see GET /api/v1/workflow")
     comment: str | None = Field(None, max_length=4000, description="why (recorded with the transition)")
     duplicate_of: int | None = Field(None, ge=1, le=MAX_ID, description="for mark_duplicate: the ticket this one repeats")
+    department: str | None = Field(None, max_length=64, description="for route (派单): handling department id "
+                                   "(default: the rule's lead department)")
+    assignee: str | None = Field(None, max_length=200, description="for route: the person who handles it")
+    deadline: datetime | None = Field(None, description="for route: handle by (ISO-8601; naive = UTC)")
+    instructions: str | None = Field(None, max_length=4000, description="for route: 处置要求 for the handler")
+    score: int | None = Field(None, ge=0, le=100, description="for assess (考核): score 0-100")
+
+    @field_validator("deadline")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else (v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC))
 
 
 class CommentIn(BaseModel):
@@ -109,6 +120,8 @@ class TicketOut(BaseModel):
     closed_at: str | None
     evidence_url: str | None
     allowed_actions: list[str]
+    assignment: dict[str, Any] | None = None
+    score: int | None = None
 
 
 class TicketPage(BaseModel):

@@ -116,6 +116,11 @@ def ticket_json(rt: Runtime, t: Ticket) -> dict[str, Any]:
         "closed_at": iso(t.closed_at),
         "evidence_url": f"/api/v1/evidence/{t.evidence_id}" if t.evidence_id else None,
         "allowed_actions": wf.allowed(t.status),
+        "assignment": {"department": getattr(t, "assigned_department", None),
+                       "assignee": getattr(t, "assignee", None),
+                       "deadline": iso(getattr(t, "assigned_due_at", None)),
+                       "instructions": getattr(t, "instructions", None)},
+        "score": getattr(t, "score", None),
     }
 
 
@@ -446,25 +451,70 @@ def get_ticket_for(session: Session, ticket_id: int, principal: Principal, lock:
     return t
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """What 派单 (route) decides: the handling department, the person, a deadline (UTC) and
+    the instructions. Every field optional: the department defaults to the rule's lead."""
+
+    department: str | None = None
+    assignee: str | None = None
+    deadline: datetime | None = None
+    instructions: str | None = None
+
+
+def _photo_since(session: Session, ticket_id: int, since: datetime) -> bool:
+    """Whether an on-site photo of the ticket was uploaded at or after ``since``."""
+    q = select(Evidence.id).where(Evidence.ticket_id == ticket_id, Evidence.kind == "photo",
+                                  Evidence.created_at >= since).limit(1)
+    return session.scalar(q) is not None
+
+
+def _check_requirements(session: Session, rt: Runtime, t: Ticket, action: str, score: int | None) -> None:
+    """Refuse (422, with a ``code``) an action whose workflow ``requires`` are not met."""
+    req = rt.workflow.actions[action].requires
+    if "photo" in req and not _photo_since(session, t.id, t.stage_started_at):
+        raise ApiError(422, f"action: {action!r} requires an on-site photo uploaded since the ticket entered "
+                            f"{t.status!r} (POST /api/v1/tickets/{t.id}/photos first)", "body.action",
+                       code="photo_required")
+    if "score" in req and score is None:
+        raise ApiError(422, f"score: {action!r} requires a 0-100 assessment score", "body.score",
+                       code="score_required")
+
+
 def apply_action(session: Session, rt: Runtime, ticket_id: int, action: str, principal: Principal,
-                 comment: str | None = None, duplicate_of: int | None = None) -> Ticket:
-    """Move a ticket along the workflow; 422 unknown action, 409 illegal now, 403 wrong role."""
+                 comment: str | None = None, duplicate_of: int | None = None, *,
+                 assignment: Assignment | None = None, score: int | None = None) -> Ticket:
+    """Move a ticket along the workflow; 422 unknown action or unmet requirement (photo,
+    score, duplicate target, department), 409 illegal now, 403 wrong role. Errors carry a
+    ``code`` that pages map to Chinese messages."""
     audit.lock_head(session)
     t = get_ticket_for(session, ticket_id, principal, lock=True)
     wf = rt.workflow
     if action not in wf.actions:
         raise ApiError(422, f"action: unknown action {action!r}; known: {', '.join(wf.actions)}", "body.action",
-                       current_status=t.status, allowed_actions=wf.allowed(t.status))
+                       code="unknown_action", current_status=t.status, allowed_actions=wf.allowed(t.status))
     try:
         target = next_state(wf, t.status, action)
     except IllegalTransition as e:
-        raise ApiError(409, str(e), "body.action", current_status=t.status, allowed_actions=e.allowed) from None
+        raise ApiError(409, str(e), "body.action", code="illegal_transition", current_status=t.status,
+                       allowed_actions=e.allowed) from None
     if principal.role not in wf.actions[action].roles:
         raise ApiError(403, f"action: role {principal.role!r} may not {action!r}; allowed roles: "
-                            f"{', '.join(wf.actions[action].roles)}", "body.action")
+                            f"{', '.join(wf.actions[action].roles)}", "body.action", code="role_not_allowed")
     if action == "mark_duplicate":
-        if duplicate_of is None or duplicate_of == t.id or session.get(Ticket, duplicate_of) is None:
-            raise ApiError(422, "duplicate_of: name another existing ticket id", "body.duplicate_of")
+        if duplicate_of is None:
+            raise ApiError(422, "duplicate_of: name the ticket this one repeats", "body.duplicate_of",
+                           code="duplicate_of_required")
+        if duplicate_of == t.id:
+            raise ApiError(422, "duplicate_of: a ticket cannot repeat itself", "body.duplicate_of",
+                           code="duplicate_of_self")
+        if session.get(Ticket, duplicate_of) is None:
+            raise ApiError(422, f"duplicate_of: no ticket {duplicate_of}", "body.duplicate_of",
+                           code="duplicate_of_unknown")
+    if assignment and assignment.department and assignment.department not in rt.routing.departments:
+        raise ApiError(422, f"department: unknown department {assignment.department!r}", "body.department",
+                       code="unknown_department")
+    _check_requirements(session, rt, t, action, score)
     now = rt.clock.now()
     from_status, stage = t.status, t.sla_stage
     duration = (now - t.stage_started_at).total_seconds()
@@ -483,11 +533,22 @@ def apply_action(session: Session, rt: Runtime, ticket_id: int, action: str, pri
     else:
         t.closed_at = None
     t.duplicate_of = duplicate_of if action == "mark_duplicate" else (None if action == "reopen" else t.duplicate_of)
+    data: dict[str, Any] = {"duplicate_of": duplicate_of} if duplicate_of else {}
+    if action == "route":
+        a = assignment or Assignment()
+        t.assigned_department = a.department or t.lead_department
+        t.assignee, t.assigned_due_at, t.instructions = a.assignee, a.deadline, a.instructions
+        data.update(department=t.assigned_department, assignee=a.assignee, deadline=_iso(a.deadline),
+                    instructions=a.instructions)
+    if score is not None and action == "assess":
+        t.score = score
+        data["score"] = score
+    if action == "reopen":
+        t.score = None
     _event(session, t, now, "transition", principal, action=action, from_status=from_status, to_status=target,
-           comment=comment, stage=stage, duration_s=duration if stage else None, on_time=on_time,
-           data={"duplicate_of": duplicate_of} if duplicate_of else {})
+           comment=comment, stage=stage, duration_s=duration if stage else None, on_time=on_time, data=data)
     audit.append(session, now, _actor(principal), f"ticket.{action}", f"ticket:{t.id}",
-                 {"from": from_status, "to": target, "comment": comment, "duplicate_of": duplicate_of})
+                 {"from": from_status, "to": target, "comment": comment, **data})
     _emit(session, rt, t, "ticket.updated", "transition", now)
     return t
 

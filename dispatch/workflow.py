@@ -31,6 +31,7 @@ class Action:
     sources: tuple[str, ...]
     target: str
     roles: tuple[str, ...]
+    requires: tuple[str, ...] = ()  # "photo" and/or "score", see REQUIREMENTS
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class IllegalTransition(Exception):
         )
 
 
+#: what an action may require before it applies (``requires:`` in the workflow file)
+REQUIREMENTS = ("photo", "score")
+
+
 def parse_workflow(data: dict) -> Workflow:
     """Build and check a workflow from its data (every referenced state must exist)."""
     states = {
@@ -68,10 +73,13 @@ def parse_workflow(data: dict) -> Workflow:
         for k, v in data["states"].items()
     }
     actions = {
-        k: Action(k, v["label"], tuple(v["from"]), v["to"], tuple(v["roles"]))
+        k: Action(k, v["label"], tuple(v["from"]), v["to"], tuple(v["roles"]), tuple(v.get("requires") or ()))
         for k, v in data["actions"].items()
     }
     for a in actions.values():
+        for r in a.requires:
+            if r not in REQUIREMENTS:
+                raise ValueError(f"workflow: action {a.id!r} requires unknown {r!r}; known: {', '.join(REQUIREMENTS)}")
         for s in (*a.sources, a.target):
             if s not in states:
                 raise ValueError(f"workflow: action {a.id!r} names unknown state {s!r}")

@@ -62,7 +62,8 @@ def workflow(rt: Runtime = Depends(get_runtime)) -> dict:
     return {
         "initial": wf.initial,
         "states": [{"id": s.id, "label": s.label, "stage": s.stage, "terminal": s.terminal} for s in wf.states.values()],
-        "actions": [{"id": a.id, "label": a.label, "from": list(a.sources), "to": a.target, "roles": list(a.roles)}
+        "actions": [{"id": a.id, "label": a.label, "from": list(a.sources), "to": a.target, "roles": list(a.roles),
+                     "requires": list(a.requires)}
                     for a in wf.actions.values()],
     }
 

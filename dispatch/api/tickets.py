@@ -16,7 +16,9 @@ from dispatch.evidence import check_image
 from dispatch.queries import (
     TicketFilter,
     parse_bbox,
+    parse_priorities,
     search_tickets,
+    similar_tickets,
     split_list,
     ticket_events,
     ticket_incidents,
@@ -31,7 +33,16 @@ from dispatch.schemas import (
     TicketOut,
     TicketPage,
 )
-from dispatch.service import Runtime, _iso, add_comment, add_photo, apply_action, get_ticket_for, ticket_json
+from dispatch.service import (
+    Assignment,
+    Runtime,
+    _iso,
+    add_comment,
+    add_photo,
+    apply_action,
+    get_ticket_for,
+    ticket_json,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["tickets"])
 ACTORS = ("dispatcher", "department", "grid_worker")
@@ -52,7 +63,9 @@ def ticket_filter(
     until: datetime | None = Query(None, description="created before (ISO-8601)"),
     bbox: str | None = Query(None, description="min_lon,min_lat,max_lon,max_lat (WGS-84)"),
     overdue: bool | None = Query(None),
-    department: str | None = Query(None, description="lead department id"),
+    department: str | None = Query(None, description="lead or assigned department id"),
+    q: str | None = Query(None, max_length=200, description="text: ticket id, grid id/name, assignee, instructions"),
+    priority: str | None = Query(None, description="priorities, comma-separated (0 = P0)"),
 ) -> TicketFilter:
     from datetime import UTC
 
@@ -61,7 +74,8 @@ def ticket_filter(
 
     return TicketFilter(grid_id=split_list(grid_id), tier=split_list(tier), status=split_list(status),
                         class_name=split_list(class_name), since=utc(since), until=utc(until),
-                        bbox=parse_bbox(bbox), overdue=overdue, department=department)
+                        bbox=parse_bbox(bbox), overdue=overdue, department=department, q=q or None,
+                        priority=parse_priorities(priority))
 
 
 @router.get("/tickets", response_model=None,
@@ -70,13 +84,15 @@ def list_tickets(
     f: TicketFilter = Depends(ticket_filter),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10_000_000),
+    order: str = Query("newest", pattern="^(newest|priority)$",
+                       description="newest first, or priority (P0 first, then overdue, then newest)"),
     principal: Principal = Depends(current_principal),
     session: Session = Depends(get_session),
     rt: Runtime = Depends(get_runtime),
 ) -> JSONResponse:
-    """Tickets by grid, tier, status, class, time range and bounding box, newest first.
-    Grid workers see only their grids."""
-    rows, total = search_tickets(session, f, principal, limit, offset)
+    """Tickets by grid, tier, status, class, priority, time range, bounding box and text,
+    newest first or by priority. Grid workers see only their grids."""
+    rows, total = search_tickets(session, f, principal, limit, offset, order=order)
     # built by ticket_json (the TicketOut shape); sent without re-validation: lists are hot
     body = {"items": [ticket_json(rt, t) for t in rows], "total": total, "limit": limit, "offset": offset}
     return JSONResponse(body)
@@ -99,6 +115,21 @@ def get_ticket(ticket_id: IdPath, principal: Principal = Depends(current_princip
     return out
 
 
+@router.get("/tickets/{ticket_id}/similar", response_model=None, responses=AUTH_ERRORS)
+def similar(ticket_id: IdPath, radius_m: float = Query(500.0, gt=0, le=20_000, description="search radius, m"),
+            principal: Principal = Depends(current_principal), session: Session = Depends(get_session),
+            rt: Runtime = Depends(get_runtime)) -> dict:
+    """Other tickets of the same class within ``radius_m`` (nearest first, at most 20): the
+    candidates a dispatcher picks from when marking this one 重复件."""
+    t = get_ticket_for(session, ticket_id, principal)
+    out = []
+    for o, d in similar_tickets(session, t, principal, radius_m):
+        j = ticket_json(rt, o)
+        j["distance_m"] = round(d, 1)
+        out.append(j)
+    return {"items": out}
+
+
 @router.get("/tickets/{ticket_id}/events", response_model=list[EventOut], responses=AUTH_ERRORS)
 def get_events(ticket_id: IdPath, principal: Principal = Depends(current_principal),
                session: Session = Depends(get_session)) -> list[dict]:
@@ -114,8 +145,10 @@ def act(ticket_id: IdPath, body: ActionIn, request: Request,
     """Move the ticket along 受理 → 分析 → 流转 → 处置 → 督办 → 考核 (or reject / mark
     duplicate / reopen / send back). An action not allowed now answers 409 with
     ``current_status`` and ``allowed_actions``."""
+    assignment = Assignment(body.department, body.assignee, body.deadline, body.instructions)
     return write(request, lambda s: ticket_json(rt, apply_action(s, rt, ticket_id, body.action, principal,
-                                                                   body.comment, body.duplicate_of)))
+                                                                   body.comment, body.duplicate_of,
+                                                                   assignment=assignment, score=body.score)))
 
 
 @router.post("/tickets/{ticket_id}/comments", response_model=EventOut, status_code=201,

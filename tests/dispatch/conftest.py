@@ -119,6 +119,23 @@ class Env:
         return self.client.post(f"/api/v1/tickets/{ticket_id}/actions", json={"action": action, **kw},
                                 headers=auth(token))
 
+    def photo(self, ticket_id: int, token: str = "dispatcher", caption: str | None = None):
+        """Upload an on-site photo (what ``resolve`` requires by the default workflow)."""
+        data = {"caption": caption} if caption else None
+        return self.client.post(f"/api/v1/tickets/{ticket_id}/photos", headers=auth(token), data=data,
+                                files={"file": ("p.jpg", jpeg_bytes(), "image/jpeg")})
+
+    def step(self, ticket_id: int, action: str, token: str = "dispatcher", **kw: Any):
+        """``act`` after meeting the workflow's ``requires`` (a photo before, a score with)."""
+        from dispatch.workflow import default_workflow
+
+        req = default_workflow().actions[action].requires if action in default_workflow().actions else ()
+        if "photo" in req:
+            assert self.photo(ticket_id, token).status_code == 201
+        if "score" in req:
+            kw.setdefault("score", 90)
+        return self.act(ticket_id, action, token, **kw)
+
 
 def make_env(tmp_path: Path, template_db: Path, clock: ManualClock | None = None, **overrides: Any) -> Env:
     db = tmp_path / "dispatch.db"

@@ -42,7 +42,7 @@ def test_time_window_and_closed_tickets_start_new_tickets(env):
     later = env.post_incident(env.incident("w2"))["ticket_id"]  # observed after the window
     assert later != first
     for a in ("sign", "route", "arrive", "resolve", "assess"):
-        assert env.act(later, a).status_code == 200
+        assert env.step(later, a).status_code == 200
     again = env.post_incident(env.incident("w3"))["ticket_id"]
     assert again not in (first, later)
 

@@ -51,11 +51,11 @@ def pg_env(url: str, tmp_path, clock: ManualClock | None = None) -> Env:
 def test_migrations_up_down_up(pg):
     engine = make_engine(pg)
     upgrade(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     downgrade(engine, "base")
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
     engine.dispose()
 
 

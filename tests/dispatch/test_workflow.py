@@ -37,7 +37,7 @@ def bring_to(env, state: str, n: int) -> int:
             other = other or env.post_incident(env.incident(f"wf-other-{state}-{n}", class_name="illegal_dumping"))[
                 "ticket_id"]
             kw["duplicate_of"] = other
-        r = env.act(tid, action, **kw)
+        r = env.step(tid, action, **kw)
         assert r.status_code == 200, r.text
     return tid
 
@@ -58,7 +58,7 @@ def test_every_legal_transition_applies_and_is_recorded(env):
         kw = {"duplicate_of": env.post_incident(env.incident(f"dup-{n}", class_name="hazmat_fire"))["ticket_id"]} \
             if action == "mark_duplicate" else {}
         role = "dispatcher" if "dispatcher" in WF.actions[action].roles else "department"
-        r = env.act(tid, action, comment=f"why {action}", token=role, **kw)
+        r = env.step(tid, action, comment=f"why {action}", token=role, **kw)
         assert r.status_code == 200, (action, source, r.text)
         target = WF.actions[action].target
         assert r.json()["status"] == target
@@ -109,9 +109,9 @@ def test_roles_per_action(env):
     assert env.act(tid, "route").status_code == 200
     # the grid's own worker and the departments act on site
     assert env.act(tid, "arrive", token="worker1").status_code == 200
-    assert env.act(tid, "resolve", token="department").status_code == 200
-    assert env.act(tid, "assess", token="worker1").status_code == 403
-    assert env.act(tid, "assess").json()["status"] == "closed"
+    assert env.step(tid, "resolve", token="department").status_code == 200
+    assert env.act(tid, "assess", token="worker1", score=80).status_code == 403
+    assert env.act(tid, "assess", score=80).json()["status"] == "closed"
 
 
 def test_grid_worker_claims_without_resetting_the_clock_and_can_send_back(env):
