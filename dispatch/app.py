@@ -16,6 +16,7 @@ from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -23,8 +24,10 @@ from dispatch.core.clock import Clock, SystemClock
 from dispatch.core.config import Settings
 from dispatch.core.db import make_engine, make_sessionmaker, upgrade, write_transaction
 from dispatch.core.security import store_token
+from dispatch.deps import authenticate_scope
 from dispatch.errors import ApiError
 from dispatch.grids import load_grid_index, sync_grids
+from dispatch.guard import EdgeGuard, sanitize, validation_error_handler
 from dispatch.models import Department, Ticket
 from dispatch.outbox import notify
 from dispatch.routing import load_routing
@@ -106,7 +109,40 @@ async def lifespan(app: FastAPI):
 
 
 async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    return JSONResponse(sanitize(exc.body()), status_code=exc.status, headers=exc.headers)
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their scripts served from here, not a CDN
+    (a command room offline still gets its API docs). The assets are the ones the
+    ``fastapi-offline`` package ships; nothing is downloaded at run time."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+    from fastapi_offline.core import _STATIC_PATH
+
+    app.mount("/static/docs", StaticFiles(directory=_STATIC_PATH), name="docs-static")
+    title = app.title
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{title} - Swagger UI",
+                                   oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+                                   swagger_js_url=f"{root}/static/docs/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/static/docs/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/static/docs/favicon.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{title} - ReDoc",
+                              redoc_js_url=f"{root}/static/docs/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}/static/docs/favicon.png", with_google_fonts=False)
 
 
 #: uvicorn options for serving the dispatch app (``uvicorn.run(app, **SERVER_OPTIONS, ...)``):
@@ -124,7 +160,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     routing = load_routing(settings.routing_file)
     grids = load_grid_index(settings.grids_file, settings.grids_crs)
     engine = make_engine(settings.database_url)
-    app = FastAPI(title="SkyGrid dispatch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="SkyGrid dispatch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.clock = clock
     app.state.engine = engine
@@ -135,6 +172,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.notify = lambda: None
     app.state.run_sla_check = lambda now=None: run_sla_check(app, now)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # limits, token and JSON checks before any body is read or parsed (dispatch/guard.py)
+    app.add_middleware(EdgeGuard, settings=settings, authenticate=authenticate_scope)
+    install_docs(app)
 
     from dispatch.api import directory, evidence, export, incidents, open311, stats, tickets
 

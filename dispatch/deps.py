@@ -8,8 +8,10 @@ parameter. Missing or unknown token -> 401; wrong role -> 403.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -48,6 +50,9 @@ def _token_from(request: Request, creds: HTTPAuthorizationCredentials | None) ->
 
 def current_principal(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
     """The authenticated caller; 401 when no valid token is presented."""
+    checked = request.scope.get("state", {}).get("principal")
+    if checked is not None:  # EdgeGuard authenticated this write before reading its body
+        return checked
     token = _token_from(request, creds)
     if not token:
         raise ApiError(401, "authorization: missing token (Authorization: Bearer <token>)", "header.authorization",
@@ -58,6 +63,23 @@ def current_principal(request: Request, creds: HTTPAuthorizationCredentials | No
         raise ApiError(401, "authorization: unknown or revoked token", "header.authorization",
                        headers={"WWW-Authenticate": "Bearer"})
     return principal
+
+
+async def authenticate_scope(scope: Any) -> tuple[int, str, str, dict[str, str] | None] | None:
+    """For :class:`dispatch.guard.EdgeGuard`: check a request's token from its headers alone
+    (before its body is read). None when valid (the principal is kept in the request state
+    for :func:`current_principal`), else (status, detail, field, headers) of the refusal."""
+    request = Request(scope)
+    auth = request.headers.get("authorization", "")
+    scheme, _, credentials = auth.partition(" ")
+    creds = (HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials.strip())
+             if scheme.lower() == "bearer" and credentials.strip() else None)
+    try:
+        principal = await run_in_threadpool(current_principal, request, creds)
+    except ApiError as e:
+        return e.status, e.message, e.field or "header.authorization", e.headers
+    scope.setdefault("state", {})["principal"] = principal
+    return None
 
 
 def require_roles(*roles: str) -> Callable[..., Principal]:

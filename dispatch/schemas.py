@@ -18,6 +18,29 @@ MAX_ID = 2_147_483_647
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="numeric id")]
 
 
+#: times a query may name (``since``, ``until``, Open311 dates): wide, but inside what
+#: every backend and ``datetime`` arithmetic handle (year 1 and 9999 answered 500)
+QUERY_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+QUERY_TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+#: when an observation may have been made (a drone clock reset to year 1 answered 500)
+OBSERVED_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+OBSERVED_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def query_time(d: datetime | None, field: str) -> datetime | None:
+    """A query time as aware UTC (naive = UTC); ApiError 422 naming ``field`` outside
+    :data:`QUERY_TIME_MIN`..:data:`QUERY_TIME_MAX`."""
+    from dispatch.errors import ApiError
+
+    if d is None:
+        return None
+    d = d.replace(tzinfo=UTC) if d.tzinfo is None else d
+    if not QUERY_TIME_MIN <= d <= QUERY_TIME_MAX:
+        raise ApiError(422, f"{field.split('.')[-1]}: {d.isoformat()} is outside {QUERY_TIME_MIN:%Y-%m-%d}.."
+                            f"{QUERY_TIME_MAX:%Y-%m-%d}", field)
+    return d
+
+
 class EvidenceIn(BaseModel):
     content_type: Literal["image/jpeg", "image/png"] = Field(description="MIME type; must match the bytes")
     data_b64: str = Field(description="the image, base64 (at most settings.max_evidence_bytes decoded)")
@@ -43,7 +66,10 @@ class IncidentIn(BaseModel):
     @field_validator("observed_at")
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
-        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v
+        if not OBSERVED_MIN <= v <= OBSERVED_MAX:
+            raise ValueError(f"observed_at must be within {OBSERVED_MIN:%Y-%m-%d}..{OBSERVED_MAX:%Y-%m-%d}")
+        return v.astimezone(UTC)
 
 
 class IncidentOut(BaseModel):

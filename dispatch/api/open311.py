@@ -7,7 +7,7 @@ map to service requests: ``service_code`` = patrol class, ``status`` open/closed
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
@@ -17,7 +17,7 @@ from dispatch.deps import current_principal, get_runtime, get_session
 from dispatch.errors import ApiError
 from dispatch.models import Ticket
 from dispatch.queries import TicketFilter, search_tickets, split_list
-from dispatch.schemas import IdPath
+from dispatch.schemas import MAX_ID, IdPath, query_time
 from dispatch.service import Runtime, _iso
 
 router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -83,8 +83,10 @@ def requests(
     if service_request_id:
         ids = []
         for x in split_list(service_request_id) or []:
-            if not x.isdigit():
-                raise ApiError(400, f"service_request_id: {x!r} is not a request id", "query.service_request_id")
+            # ASCII digits only: str.isdigit() also passes '²' (int() then fails: 500)
+            if not (x.isascii() and x.isdigit() and 1 <= int(x) <= MAX_ID):
+                raise ApiError(400, f"service_request_id: {x!r} is not a request id (1..{MAX_ID})",
+                               "query.service_request_id")
             ids.append(int(x))
         out = []
         for i in ids:
@@ -93,10 +95,8 @@ def requests(
                 out.append(_request_json(rt, t))
         return out
 
-    def utc(d: datetime | None) -> datetime | None:
-        return None if d is None else (d.replace(tzinfo=UTC) if d.tzinfo is None else d)
-
-    f = TicketFilter(class_name=split_list(service_code), since=utc(start_date), until=utc(end_date),
+    f = TicketFilter(class_name=split_list(service_code), since=query_time(start_date, "query.start_date"),
+                     until=query_time(end_date, "query.end_date"),
                      status=_open311_status(status, rt))
     rows, _ = search_tickets(session, f, principal, limit=limit, with_total=False)
     return [_request_json(rt, t) for t in rows]

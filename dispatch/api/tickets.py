@@ -32,6 +32,7 @@ from dispatch.schemas import (
     TicketDetail,
     TicketOut,
     TicketPage,
+    query_time,
 )
 from dispatch.service import (
     Assignment,
@@ -67,13 +68,9 @@ def ticket_filter(
     q: str | None = Query(None, max_length=200, description="text: ticket id, grid id/name, assignee, instructions"),
     priority: str | None = Query(None, description="priorities, comma-separated (0 = P0)"),
 ) -> TicketFilter:
-    from datetime import UTC
-
-    def utc(d: datetime | None) -> datetime | None:
-        return None if d is None else (d.replace(tzinfo=UTC) if d.tzinfo is None else d)
-
     return TicketFilter(grid_id=split_list(grid_id), tier=split_list(tier), status=split_list(status),
-                        class_name=split_list(class_name), since=utc(since), until=utc(until),
+                        class_name=split_list(class_name), since=query_time(since, "query.since"),
+                        until=query_time(until, "query.until"),
                         bbox=parse_bbox(bbox), overdue=overdue, department=department, q=q or None,
                         priority=parse_priorities(priority))
 

@@ -35,6 +35,19 @@ class Settings(BaseModel):
     group_radius_m: float = Field(50.0, gt=0)  # incidents of one class closer than this merge
     group_window_s: float = Field(24 * 3600.0, gt=0)  # ... and seen within this window
     max_evidence_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    # decoded pixels (width x height) an evidence image may have; read from its header
+    # before decoding, so a small file that decodes huge is refused cheaply (24 MP: 6000x4000)
+    max_evidence_pixels: int = Field(24_000_000, gt=0)
+    # request bodies, bytes: JSON writes (actions, comments, an incident without image) ...
+    max_body_bytes: int = Field(256 * 1024, gt=0)
+    # ... telemetry batches and the plan (evidence routes get room for their images)
+    max_bulk_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # live streams: how many outbox events back a client may ask to replay (?after=,
+    # Last-Event-ID); further back it gets a "resync" event and reloads from the REST API
+    live_replay_max_events: int = Field(10_000, ge=0)
+    # live_events (the stream outbox) rows older than this are deleted, seconds; ticket
+    # history stays in ticket_events. 0 keeps everything.
+    live_retention_s: float = Field(7 * 24 * 3600.0, ge=0)
     bootstrap_tokens: dict[str, BootstrapToken] = Field(default_factory=dict)
     tile_url: str | None = None  # pages: XYZ tile template, None = no base map
     display_crs: str = "gcj02"  # pages: CRS of the base map
