@@ -43,7 +43,7 @@ def to_data(body: IncidentIn, rt: Runtime, principal: Principal, field: str = "b
         if len(body.evidence.data_b64) > (limit * 4) // 3 + 8:
             raise ApiError(413, f"evidence.data_b64: image larger than {limit} bytes", where)
         data = decode_b64(body.evidence.data_b64, where)
-        img = check_image(data, body.evidence.content_type, where, limit)
+        img = check_image(data, body.evidence.content_type, where, limit, rt.settings.max_evidence_pixels)
     return IncidentData(
         external_id=body.external_id, source=body.source, class_name=body.class_name, lat=body.lat,
         lon=body.lon, error_m=body.error_m, confidence=body.confidence, observed_at=body.observed_at,
@@ -140,7 +140,7 @@ def parse_batch(items: list[dict[str, Any]], rt: Runtime, principal: Principal
         try:
             data = to_data(body, rt, principal, f"items[{i}]")
             if data.evidence is not None:
-                budget -= len(data.evidence.data)
+                budget -= data.evidence.received_bytes or len(data.evidence.data)
                 if budget < 0:
                     raise ApiError(413, f"evidence: the batch carries more than {EVIDENCE_BUDGET} images' worth "
                                         "of evidence; post this item again (alone or in a later batch)",

@@ -167,7 +167,7 @@ def photo(ticket_id: IdPath, request: Request, file: UploadFile = File(..., desc
     ctype = (file.content_type or "").split(";")[0].strip()
     if ctype not in ("image/jpeg", "image/png"):
         ctype = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg" if ctype in ("", "application/octet-stream") else ctype
-    img = check_image(data, ctype, "form.file", limit)
+    img = check_image(data, ctype, "form.file", limit, rt.settings.max_evidence_pixels)
     ev = write(request, lambda s: add_photo(s, rt, ticket_id, img, caption, principal))
     if ev is None:
         raise ApiError(500, "photo not stored")

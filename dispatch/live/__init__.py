@@ -100,7 +100,9 @@ def install(app: Any) -> None:
     from .hub import LiveHub
 
     settings = getattr(app.state, "settings", None)
-    hub = LiveHub(lambda: _engine_of(app), poll_s=_poll_s(settings))
+    hub = LiveHub(lambda: _engine_of(app), poll_s=_poll_s(settings),
+                  replay_max=int(getattr(settings, "live_replay_max_events", 10_000)),
+                  retention_s=float(getattr(settings, "live_retention_s", 0.0)))
     app.state.live_hub = hub
     app.state.live_settings = settings
     app.state.notify = hub.notify

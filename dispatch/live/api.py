@@ -16,6 +16,12 @@ Resume: ``?after=<id>`` (WS and SSE) or the ``Last-Event-ID`` header (SSE, what
 EventSource sends by itself on reconnect). Auth: ``Authorization: Bearer`` or ``?token=``
 (browsers cannot set headers on WebSocket/EventSource). The first message is ``hello``
 with ``last_id`` (the outbox head) and the drones' snapshot.
+
+Replay is paged (one page of outbox rows in memory at a time) and capped: a client asking
+for more than ``live_replay_max_events`` back, or for events the retention deleted
+(``live_retention_s``), gets a ``resync`` event (``data``: ``reason``, ``detail``,
+``last_id``) right after ``hello`` and live events from the head on: it reloads the
+tickets from ``GET /api/v1/tickets`` and resumes from ``last_id``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -31,21 +38,30 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.websockets import WebSocketState
 
 from . import store
 from .events import EventFilter, LiveEvent
 from .hub import TICK, LiveHub
 
+log = logging.getLogger("dispatch.live")
+
 KEEPALIVE_S = 15.0  # seconds between SSE comments / WS pings so proxies keep the stream open
 
 
 # -- request bodies --------------------------------------------------------------------
-class TelemetryIn(BaseModel):
-    """flight.records.Telemetry as JSON (positions WGS-84 degrees, altitudes metres)."""
+#: free-form ``data`` of a flight event: nesting depth and JSON size (bytes) at most. A
+#: telemetry event nested ~255 levels deep once made /api/v1/live/drones answer 500 forever.
+EVENT_DATA_MAX_DEPTH = 6
+EVENT_DATA_MAX_BYTES = 8 * 1024
 
-    model_config = ConfigDict(extra="ignore")
+
+class TelemetryIn(BaseModel):
+    """flight.records.Telemetry as JSON (positions WGS-84 degrees, altitudes metres).
+    Numbers must be finite: NaN on the live stream is invalid JSON to a browser."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     drone_id: str = Field(min_length=1, max_length=64)
     time_s: float
     wall_time: float
@@ -58,10 +74,10 @@ class TelemetryIn(BaseModel):
     yaw_deg: float = 0.0
     ground_speed_m_s: float = 0.0
     battery_pct: float = 0.0
-    flight_mode: str = ""
+    flight_mode: str = Field("", max_length=64)
     armed: bool = False
     in_air: bool = False
-    sortie_id: str | None = None
+    sortie_id: str | None = Field(None, max_length=64)
     mission_item: int | None = None
     mission_total: int | None = None
 
@@ -69,15 +85,32 @@ class TelemetryIn(BaseModel):
 class FlightEventIn(BaseModel):
     """flight.records.FlightEvent as JSON."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     drone_id: str = Field(min_length=1, max_length=64)
     wall_time: float
     kind: str = Field(min_length=1, max_length=64)
-    message: str = ""
+    message: str = Field("", max_length=2000)
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
-    sortie_id: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    sortie_id: str | None = Field(None, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, description=(
+        f"free-form, at most {EVENT_DATA_MAX_DEPTH} levels deep and {EVENT_DATA_MAX_BYTES} bytes as JSON"))
+
+    @field_validator("data")
+    @classmethod
+    def _bounded(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from dispatch.guard import JsonRejected, check_tree
+
+        try:
+            check_tree(v, "data", EVENT_DATA_MAX_DEPTH)
+            size = len(json.dumps(v, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        except JsonRejected as e:
+            raise ValueError(str(e)) from None
+        except (ValueError, TypeError, RecursionError) as e:
+            raise ValueError(f"data: not encodable as JSON ({type(e).__name__})") from None
+        if size > EVENT_DATA_MAX_BYTES:
+            raise ValueError(f"data: {size} bytes as JSON, more than {EVENT_DATA_MAX_BYTES}")
+        return v
 
 
 class TelemetryBatch(BaseModel):
@@ -161,9 +194,9 @@ async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterato
     per-subscriber copy, JSON or UTF-8 work. Ends when the subscriber lagged too far behind
     (the client reconnects and replays).
     """
-    replayed = await hub.replay(sub)
-    for k in range(0, len(replayed), max_batch):
-        yield replayed[k:k + max_batch], None
+    async for replayed in hub.replay_pages(sub):
+        for k in range(0, len(replayed), max_batch):
+            yield replayed[k:k + max_batch], None
     q = sub.queue
     last_out = time.monotonic()
     while True:
@@ -262,9 +295,12 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
             await websocket.close(code=4400, reason=str(e)[:120])
             return
         await websocket.accept()
-        sub = hub.subscribe(flt, after)
+        refusal = await hub.replay_refusal(after)
+        sub = hub.subscribe(flt, None if refusal else after)
         try:
             await websocket.send_text(_hello(hub, principal, sub.skip_upto).encoded)
+            if refusal:
+                await websocket.send_text(drone_event("resync", refusal).encoded)
 
             async def send_loop() -> None:
                 async for batch, frame in _batches(hub, sub):
@@ -315,12 +351,15 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
                 after = _after(request.query_params.get("after"), "after")
         except ValueError as e:
             return JSONResponse({"detail": str(e)}, status_code=422)
-        sub = hub.subscribe(flt, after)
+        refusal = await hub.replay_refusal(after)
+        sub = hub.subscribe(flt, None if refusal else after)
 
         async def body() -> AsyncIterator[str]:
             try:
                 yield "retry: 2000\n\n"
                 yield f"event: hello\ndata: {_hello(hub, principal, sub.skip_upto).encoded}\n\n"
+                if refusal:  # a plain message (onmessage); id: the head, where a reconnect resumes
+                    yield f"id: {sub.skip_upto}\ndata: {drone_event('resync', refusal).encoded}\n\n"
                 async for batch, _frame in _batches(hub, sub):
                     yield _sse_chunk(batch) if batch else ": ping\n\n"
             finally:

@@ -10,8 +10,11 @@ Everything here is pure (no I/O) so it is cheap to test.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger("dispatch.live")
 
 TICKET_PREFIX = "ticket."
 DRONE_PREFIX = "drone."
@@ -63,11 +66,30 @@ class LiveEvent:
 
     @classmethod
     def make(cls, **kw: Any) -> LiveEvent:
-        """Build an event with its JSON text pre-encoded."""
+        """Build an event with its JSON text pre-encoded: always standard JSON. Data that
+        cannot be (NaN/Infinity, unpaired surrogates, nesting past the encoder's limit; the
+        API refuses these at the edge, so only a stored or internal record can carry them)
+        is replaced by ``{"unencodable": "<why>"}`` and logged: one bad record must not
+        break a frame, the ``hello`` snapshot or a read path."""
         ev = cls(**kw)
-        object.__setattr__(ev, "encoded", Utf8Text(json.dumps(ev.to_dict(), ensure_ascii=False,
-                                                              separators=(",", ":"), default=str)))
+        try:
+            text = encode_json(ev.to_dict())
+        except (ValueError, TypeError, RecursionError) as e:
+            log.warning("live event %s/%s: data not encodable as JSON (%s); sent without it", ev.topic, ev.id,
+                        type(e).__name__)
+            ev = cls(**{**kw, "data": {"unencodable": type(e).__name__}})
+            text = encode_json(ev.to_dict())
+        object.__setattr__(ev, "encoded", Utf8Text(text))
         return ev
+
+
+def encode_json(value: Any) -> str:
+    """Compact standard JSON (``allow_nan=False``; raises on NaN/Infinity, and UTF-8 checks
+    catch unpaired surrogates)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
+    if not text.isascii():
+        text.encode("utf-8")  # raises UnicodeEncodeError (a ValueError) on a lone surrogate
+    return text
 
 
 def _as_text(value: Any) -> str | None:

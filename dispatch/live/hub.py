@@ -20,17 +20,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from . import store
-from .events import DRONE_PREFIX, EventFilter, LiveEvent, Utf8Text
+from .events import DRONE_PREFIX, EventFilter, LiveEvent, Utf8Text, encode_json
 
 log = logging.getLogger("dispatch.live")
 
@@ -117,34 +119,60 @@ class DroneBoard:
         self.events: dict[str, deque] = {}
 
     def apply(self, ev: LiveEvent) -> None:
+        """Take one drone event into the board; a record that is not a well-formed drone
+        record (a stored row from elsewhere) is skipped and logged, so the snapshot every
+        page starts from always encodes."""
+        try:
+            self._apply(ev)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            log.warning("drone board: %s record skipped (%s: %s)", ev.topic, type(e).__name__, e)
+
+    def _apply(self, ev: LiveEvent) -> None:
         d = ev.data
+        if not isinstance(d, dict):
+            return
         drone = d.get("drone_id")
-        if not drone:
+        if not drone or not isinstance(drone, str) or "unencodable" in d:
             return
         if ev.topic == "drone.telemetry":
             prev = self.last.get(drone)
             if prev is not None and prev.get("wall_time", 0) > d.get("wall_time", 0):
                 return  # an older record arriving late (another process)
+            point = [round(float(d["lat"]), 7), round(float(d["lon"]), 7)]
+            if not (math.isfinite(point[0]) and math.isfinite(point[1])):
+                raise ValueError("position not finite")
             self.last[drone] = d
-            track = self.tracks.setdefault(drone, deque(maxlen=self.track_len))
-            track.append([round(d["lat"], 7), round(d["lon"], 7)])
+            self.tracks.setdefault(drone, deque(maxlen=self.track_len)).append(point)
         elif ev.topic in ("drone.event", "drone.command"):
             self.events.setdefault(drone, deque(maxlen=self.events_len)).append({"topic": ev.topic, **d})
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            drone: {"telemetry": self.last.get(drone), "track": list(self.tracks.get(drone, ())),
-                    "events": list(self.events.get(drone, ()))}
-            for drone in sorted(set(self.last) | set(self.events))
-        }
+        """Per drone: last telemetry, track, recent events. A drone whose entry does not
+        encode as standard JSON is left out (and logged): the snapshot is what every page
+        starts from (``/api/v1/live/drones``, the streams' ``hello``), one bad record must
+        not break it for everyone."""
+        out: dict[str, Any] = {}
+        for drone in sorted(set(self.last) | set(self.events)):
+            entry = {"telemetry": self.last.get(drone), "track": list(self.tracks.get(drone, ())),
+                     "events": list(self.events.get(drone, ()))}
+            try:
+                encode_json(entry)
+            except (ValueError, TypeError, RecursionError) as e:
+                log.warning("drone board: drone %r left out of the snapshot (%s)", drone[:64], type(e).__name__)
+                continue
+            out[drone] = entry
+        return out
 
 
 class LiveHub:
     """Tails the outbox and the drone feed, fans events out to the local subscribers."""
 
     def __init__(self, engine_getter: Callable[[], Engine], *, poll_s: float = 1.0, queue_max: int = 5000,
-                 coalesce_s: float = COALESCE_S, tick_s: float = 5.0) -> None:
+                 coalesce_s: float = COALESCE_S, tick_s: float = 5.0, replay_max: int = 10_000,
+                 retention_s: float = 0.0) -> None:
         self._engine_getter = engine_getter
+        self.replay_max = replay_max  # outbox events a reconnecting client may replay
+        self.retention_s = retention_s  # outbox rows older than this are pruned (0: kept)
         self.poll_s = poll_s
         self.coalesce_s = coalesce_s
         self.tick_s = tick_s
@@ -229,18 +257,43 @@ class LiveHub:
                 if not sub.lagged:
                     sub.queue.put_nowait(TICK)
 
-    async def replay(self, sub: Subscriber, page: int = 1000) -> list[LiveEvent]:
-        """Outbox events after ``sub.skip_upto`` matching its filter (advances ``skip_upto``)."""
-        out: list[LiveEvent] = []
+    async def replay_pages(self, sub: Subscriber, page: int = 1000) -> AsyncIterator[list[LiveEvent]]:
+        """Outbox events after ``sub.skip_upto`` matching its filter, one page (``page``
+        rows read) at a time, advancing ``skip_upto``: memory stays one page whatever the
+        table holds, and the first events go out after one read. How far back a client
+        may start is checked before (:meth:`replay_refusal`)."""
         while True:
             evs = await asyncio.to_thread(store.outbox_after, self.engine, sub.skip_upto, page)
-            for ev in evs:
-                if sub.filter.matches(ev):
-                    out.append(ev)
             if evs:
                 sub.skip_upto = evs[-1].id
+            matched = [ev for ev in evs if sub.filter.matches(ev)]
+            if matched:
+                yield matched
             if len(evs) < page:
-                return out
+                return
+
+    async def replay_refusal(self, after: int | None) -> dict[str, Any] | None:
+        """None when a replay from ``after`` is allowed, else the ``resync`` event's data:
+        the client asked for more than ``replay_max`` events back, or for events the
+        retention already deleted. It then gets live events from now on and reloads the
+        rest from the REST API (``GET /api/v1/tickets``)."""
+        if after is None:
+            return None
+        head = max(self.cursor, after)
+        if head - after > self.replay_max:
+            reason = "too_far_back"
+            detail = (f"after={after} is {head - after} events behind the head ({head}); at most "
+                      f"{self.replay_max} are replayed: reload the tickets from GET /api/v1/tickets")
+        else:
+            oldest = await asyncio.to_thread(store.outbox_oldest, self.engine)
+            if oldest == 0:  # everything pruned: nothing after the head is missing
+                oldest = self.cursor + 1
+            if after >= oldest - 1:
+                return None
+            reason = "pruned"
+            detail = (f"events after {after} up to {oldest - 1} were deleted by the retention "
+                      f"({self.retention_s:.0f} s): reload the tickets from GET /api/v1/tickets")
+        return {"reason": reason, "detail": detail, "last_id": self.cursor, "max_replay": self.replay_max}
 
     # -- publishing ----------------------------------------------------------------------
     def publish(self, ev: LiveEvent) -> None:
@@ -326,6 +379,11 @@ class LiveHub:
         if now - self._last_prune > 60.0:
             self._last_prune = now
             await asyncio.to_thread(store.feed_prune, engine)
+            if self.retention_s > 0:
+                cutoff = datetime.now(UTC) - timedelta(seconds=self.retention_s)
+                pruned = await asyncio.to_thread(store.outbox_prune, engine, cutoff)
+                if pruned:
+                    log.info("live outbox: %d events older than %.0f s pruned", pruned, self.retention_s)
         return n
 
     def _read(self, engine: Engine, feed: bool = True) -> tuple[list[LiveEvent], list[LiveEvent], list]:

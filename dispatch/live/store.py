@@ -17,7 +17,9 @@ The tables are created with ``create_all`` (checkfirst) when the app starts.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from .events import LiveEvent, event_from_outbox_row
+
+log = logging.getLogger("dispatch.live")
 
 FEED_KEEP_S = 600.0  # seconds of drone feed kept for other processes to catch up
 
@@ -110,6 +114,48 @@ def outbox_after(engine: Engine, after: int, limit: int = 1000) -> list[LiveEven
     return [event_from_outbox_row(r) for r in rows]
 
 
+def outbox_oldest(engine: Engine) -> int:
+    """Smallest outbox id still stored (0 when empty): a replay from below it has lost events."""
+    t = _outbox()
+    with engine.connect() as c:
+        return int(c.execute(select(func.coalesce(func.min(t.c.id), 0))).scalar() or 0)
+
+
+def outbox_prune(engine: Engine, before: datetime, batch: int = 5000, max_batches: int = 40) -> int:
+    """Delete outbox rows older than ``before``, oldest first, ``batch`` rows per short
+    transaction (at most ``max_batches`` per call, so a first prune of a large table does
+    not hold the writers up; the next call goes on). Returns rows deleted.
+
+    The outbox is only the streams' resume buffer: each ticket's history stays in
+    ``ticket_events``. Ids grow with time, so walking by id (the primary key) finds the
+    cut-off without an index on ``at``. The newest row is always kept (see below)."""
+    from dispatch.core.db import is_sqlite, writer_lock
+
+    t = _outbox()
+    lock = writer_lock(engine) if is_sqlite(engine) else contextlib.nullcontext()
+    total = 0
+    for _ in range(max_batches):
+        with lock, engine.begin() as c:
+            head = c.execute(select(func.max(t.c.id))).scalar()
+            # never the newest row: SQLite (no AUTOINCREMENT on this table) numbers the next
+            # row max(id)+1, so an emptied table would hand out ids again from 1 and every
+            # stream's resume cursor would skip them
+            rows = c.execute(select(t.c.id, t.c.at).where(t.c.id < head).order_by(t.c.id).limit(batch)
+                             ).fetchall() if head is not None else []
+            cut = None
+            for r in rows:
+                at = r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC)
+                if at >= before:
+                    break
+                cut = r.id
+            if cut is None:
+                return total
+            total += c.execute(delete(t).where(t.c.id <= cut)).rowcount or 0
+        if cut != rows[-1].id or len(rows) < batch:
+            return total
+    return total
+
+
 def outbox_ids(engine: Engine, ids: list[int]) -> list[LiveEvent]:
     """Outbox events with the given ids (late commits that filled a gap), oldest first."""
     if not ids:
@@ -139,7 +185,17 @@ def feed_after(engine: Engine, after: int, limit: int = 500) -> list[tuple[int, 
     with engine.connect() as c:
         rows = c.execute(select(drone_feed.c.id, drone_feed.c.origin, drone_feed.c.payload)
                          .where(drone_feed.c.id > after).order_by(drone_feed.c.id).limit(limit)).fetchall()
-    return [(int(r.id), r.origin, json.loads(r.payload)) for r in rows]
+    out = []
+    for r in rows:
+        try:
+            items = json.loads(r.payload)
+            if not isinstance(items, list):
+                raise ValueError("not a list")
+        except (ValueError, RecursionError) as e:  # one bad row must not stop the tailer
+            log.warning("live_drone_feed row %s skipped: unreadable payload (%s)", r.id, e)
+            items = []
+        out.append((int(r.id), r.origin, items))
+    return out
 
 
 def feed_prune(engine: Engine, keep_s: float = FEED_KEEP_S) -> int:

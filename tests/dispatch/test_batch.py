@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+import cv2
+import numpy as np
 from sqlalchemy import func, select
 
 from dispatch.models import AuditEntry, Incident, LiveEvent, Ticket
@@ -98,7 +100,9 @@ def test_evidence_budget_refuses_only_the_items_beyond_it(tmp_path, template_db)
         tid = res[0]["ticket_id"]
         t = env.client.get(f"/api/v1/tickets/{tid}", headers=auth("dispatcher")).json()
         img = env.client.get(t["evidence_url"], headers=auth("dispatcher"))
-        assert img.status_code == 200 and img.content == base64.b64decode(items[0]["evidence"]["data_b64"])
+        sent = cv2.imdecode(np.frombuffer(base64.b64decode(items[0]["evidence"]["data_b64"]), np.uint8), 1)
+        served = cv2.imdecode(np.frombuffer(img.content, np.uint8), 1)  # stored re-encoded (issue 13)
+        assert img.status_code == 200 and served.shape == sent.shape
     finally:
         env.app.state.engine.dispose()
 

@@ -6,13 +6,18 @@ other inputs that used to answer 500, and the API docs served without a CDN."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import math
+from datetime import UTC, datetime, timedelta
 
+import cv2
+import numpy as np
 import pytest
 
 from dispatch.guard import JsonRejected, parse_json_strict
 
-from .conftest import auth
+from .conftest import auth, jpeg_bytes, make_env, png_bytes
 
 MiB = 1024 * 1024
 
@@ -169,3 +174,187 @@ def test_docs_pages_load_no_script_from_a_cdn(env):
             assert src in html
             r = env.client.get(src)
             assert r.status_code == 200 and len(r.content) > 100_000, src
+
+
+# -- item 2: live replay paged, capped, retention ---------------------------------------
+def _fill_outbox(env, n: int, at: datetime | None = None) -> int:
+    """``n`` ticket events straight into the outbox; returns the head id."""
+    from sqlalchemy import func, insert, select
+
+    from dispatch.models import LiveEvent as Row
+
+    at = at or datetime.now(UTC)
+    rows = [{"at": at, "topic": "ticket.updated", "payload": {"id": i, "status": "accepted"},
+             "grid_id": "330603-YXQ-001", "tier": "village", "class_name": "straw_burning", "priority": 1}
+            for i in range(n)]
+    with env.app.state.engine.begin() as c:
+        c.execute(insert(Row.__table__), rows)
+        return int(c.execute(select(func.max(Row.__table__.c.id))).scalar())
+
+
+def test_replay_is_paged_not_loaded_whole(env):
+    from dispatch.live.events import EventFilter
+
+    head = _fill_outbox(env, 2500)
+    hub = env.app.state.live_hub
+
+    async def run() -> list[int]:
+        sub = hub.subscribe(EventFilter(), after=0)
+        sizes = [len(page) async for page in hub.replay_pages(sub, page=1000)]
+        assert sub.skip_upto == head
+        return sizes
+
+    assert asyncio.run(run()) == [1000, 1000, 500]
+
+
+def test_replay_too_far_back_or_pruned_gets_resync(tmp_path, template_db):
+    from dispatch.live import store
+
+    env = make_env(tmp_path, template_db, live_replay_max_events=100)
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    head = _fill_outbox(env, 300, at=month_ago)
+    hdr = auth("viewer")
+    with env.client as c:
+        with c.websocket_connect("/api/v1/live/ws?after=0", headers=hdr) as ws:
+            assert json.loads(ws.receive_text())["topic"] == "hello"
+            rs = json.loads(ws.receive_text())
+            assert rs["topic"] == "resync" and rs["data"]["reason"] == "too_far_back"
+            assert rs["data"]["last_id"] == head and "GET /api/v1/tickets" in rs["data"]["detail"]
+        with c.websocket_connect(f"/api/v1/live/ws?after={head - 50}", headers=hdr) as ws:
+            assert json.loads(ws.receive_text())["topic"] == "hello"
+            got = [json.loads(ws.receive_text())["id"] for _ in range(50)]
+            assert got == list(range(head - 49, head + 1))
+        # the retention deletes old rows, oldest first, in short batches
+        # (never the newest row: SQLite would hand its ids out again)
+        assert store.outbox_prune(env.app.state.engine, datetime.now(UTC) - timedelta(days=7), batch=70) == 299
+        assert store.outbox_oldest(env.app.state.engine) == head
+        assert _fill_outbox(env, 1) == head + 1
+        env.app.state.live_hub.cursor = head + 1
+        # asking for what was deleted is a resync
+        for n in (0, 5):
+            if n:
+                env.app.state.live_hub.cursor = _fill_outbox(env, n)
+            with c.websocket_connect(f"/api/v1/live/ws?after={head - 50}", headers=hdr) as ws:
+                assert json.loads(ws.receive_text())["topic"] == "hello"
+                assert json.loads(ws.receive_text())["data"]["reason"] == "pruned"
+    env.app.state.engine.dispose()
+
+
+def test_retention_runs_in_the_tailer(tmp_path, template_db):
+    from dispatch.live import store
+
+    env = make_env(tmp_path, template_db, live_retention_s=3600)
+    store.create_tables(env.app.state.engine)
+    _fill_outbox(env, 30, at=datetime.now(UTC) - timedelta(hours=2))
+    keep = _fill_outbox(env, 5)
+    hub = env.app.state.live_hub
+
+    async def run() -> None:
+        hub._last_prune = 0.0
+        await hub.pump(feed=False)
+
+    asyncio.run(run())
+    assert store.outbox_oldest(env.app.state.engine) == keep - 4
+    env.app.state.engine.dispose()
+
+
+# -- item 5: bounded free-form telemetry; one bad record never breaks a read -------------
+def test_free_form_event_data_is_bounded(env):
+    from dispatch.live import store
+
+    store.create_tables(env.app.state.engine)
+    ev = {"drone_id": "d1", "wall_time": 1.7e9, "kind": "note", "data": {}}
+    d = ev["data"]
+    for _ in range(10):  # within the edge's depth, beyond the event data's
+        d["x"] = {}
+        d = d["x"]
+    r = env.client.post("/api/v1/telemetry", json={"events": [ev]}, headers=auth("operator"))
+    assert r.status_code == 422 and "events" in r.text and "data" in r.text
+    r = env.client.post("/api/v1/telemetry", json={"events": [{**ev, "data": {"blob": "x" * 20_000}}]},
+                        headers=auth("operator"))
+    assert r.status_code == 422
+    r = env.client.post("/api/v1/telemetry", json={"events": [{**ev, "data": {"ok": [1, {"a": "b"}]}}]},
+                        headers=auth("operator"))
+    assert r.status_code == 202
+
+
+def test_one_bad_drone_record_never_breaks_the_snapshot(env):
+    from dispatch.live.api import drone_event
+    from dispatch.live.events import LiveEvent
+
+    hub = env.app.state.live_hub
+    deep: dict = {}
+    d = deep
+    for _ in range(3000):
+        d["x"] = {}
+        d = d["x"]
+    good = {"drone_id": "ok", "wall_time": 1.7e9, "lat": 30.0, "lon": 120.5}
+    hub.publish_many([drone_event("drone.telemetry", good)])
+    # records as a stored feed row from another process could carry them
+    hub.publish_many([LiveEvent(id=None, topic="drone.event", at="", data={"drone_id": "bad", "data": deep}),
+                      LiveEvent(id=None, topic="drone.telemetry", at="",
+                                data={"drone_id": "nan", "wall_time": 1.7e9, "lat": math.nan, "lon": 1.0}),
+                      LiveEvent(id=None, topic="drone.telemetry", at="", data={"drone_id": "nolat"})])
+    r = env.client.get("/api/v1/live/drones", headers=auth("viewer"))
+    assert r.status_code == 200 and list(r.json()["drones"]) == ["ok"]
+    ev = LiveEvent.make(id=None, topic="drone.event", at="", data={"v": math.inf})
+    assert json.loads(ev.encoded)["data"] == {"unencodable": "ValueError"}  # standard JSON, never NaN
+
+
+def test_unreadable_feed_row_is_skipped(env):
+    from sqlalchemy import insert
+
+    from dispatch.live import store
+
+    store.create_tables(env.app.state.engine)
+    with env.app.state.engine.begin() as c:
+        c.execute(insert(store.drone_feed).values(created_at=datetime.now(UTC), origin="other", topic="x",
+                                                  payload="[" * 5000))
+    rows = store.feed_after(env.app.state.engine, 0)
+    assert len(rows) == 1 and rows[0][2] == []
+
+
+# -- item 6: decompression bombs and polyglots -------------------------------------------
+def _png_bomb(w: int, h: int) -> bytes:
+    """A valid grey PNG of w x h zero pixels, a few hundred KiB compressed."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (w + 1)
+    idat = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_before_decoding(env, monkeypatch):
+    import dispatch.evidence as evidence
+
+    bomb = _png_bomb(12000, 12000)
+    assert len(bomb) < 1024 * 1024
+    decoded = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    body = env.incident("bomb", evidence=False)
+    body["evidence"] = {"content_type": "image/png", "data_b64": base64.b64encode(bomb).decode()}
+    r = env.client.post("/api/v1/incidents", json=body, headers=auth("operator"))
+    assert r.status_code == 413 and r.json()["field"] == "body.evidence.data_b64" and "pixels" in r.text
+    assert decoded == []
+    assert evidence.image_size(jpeg_bytes(64, 48), "image/jpeg") == (64, 48)
+    assert evidence.image_size(png_bytes(16, 9), "image/png") == (16, 9)
+
+
+def test_stored_evidence_is_re_encoded_so_appended_scripts_are_not_served(env):
+    payload = b"<script>alert(document.cookie)</script>"
+    for ctype, raw in (("image/jpeg", jpeg_bytes() + payload), ("image/png", png_bytes() + payload)):
+        body = env.incident(f"poly-{ctype[-3:]}", spot=1 if ctype == "image/png" else 2)
+        body["evidence"] = {"content_type": ctype, "data_b64": base64.b64encode(raw).decode()}
+        tid = env.post_incident(body)["ticket_id"]
+        url = env.client.get(f"/api/v1/tickets/{tid}", headers=auth("dispatcher")).json()["evidence_url"]
+        served = env.client.get(url, headers=auth("dispatcher")).content
+        assert payload not in served and served.startswith(raw[:3])
+        img = cv2.imdecode(np.frombuffer(served, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[:2] == cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR).shape[:2]

@@ -48,9 +48,10 @@ def test_batches_hand_out_the_shared_chunk_and_filter_what_the_replay_sent():
         hub = LiveHub(lambda: None)  # type: ignore[arg-type, return-value]
 
         async def no_replay(sub):  # noqa: ANN001, ANN202 - nothing stored
-            return []
+            return
+            yield
 
-        hub.replay = no_replay  # type: ignore[method-assign]
+        hub.replay_pages = no_replay  # type: ignore[method-assign]
         sub_a = hub.subscribe(EventFilter(), after=0)
         sub_b = hub.subscribe(EventFilter(), after=2)  # ids up to 2 came with its replay
         hub.publish_many([_ev(1), _ev(2), _ev(3)])
@@ -77,9 +78,10 @@ def test_idle_streams_get_keepalives_from_the_hub_tick_busy_ones_do_not(monkeypa
         hub = LiveHub(lambda: None, tick_s=0.05)  # type: ignore[arg-type, return-value]
 
         async def no_replay(sub):  # noqa: ANN001, ANN202
-            return []
+            return
+            yield
 
-        hub.replay = no_replay  # type: ignore[method-assign]
+        hub.replay_pages = no_replay  # type: ignore[method-assign]
         hub._ticker = asyncio.create_task(hub._tick())
         idle = hub.subscribe(EventFilter(), after=0)
         busy = hub.subscribe(EventFilter(), after=0)

@@ -142,6 +142,9 @@
     }
     function handleOne(ev) {
       if (ev.topic === "hello" && state.lastId === null) state.lastId = ev.data.last_id;
+      // resync: asked to replay too far back (or past the retention); resume from the head,
+      // the page reloads its tickets from the REST API (its onEvent sees this event)
+      if (ev.topic === "resync") state.lastId = ev.data.last_id;
       if (ev.id !== null && ev.id !== undefined) state.lastId = Math.max(state.lastId || 0, ev.id);
       if (ev.topic !== "ping") onEvent(ev);
     }

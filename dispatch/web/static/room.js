@@ -240,6 +240,7 @@
       for (const id of Object.keys(drones)) droneUpdate(id, drones[id].telemetry, drones[id].track);
       return;
     }
+    if (ev.topic === "resync") { loadTickets(); return; } // replay refused: reload the list
     if (ev.topic.startsWith("ticket.")) { upsertTicket(ev.data, ev.topic === "ticket.created"); return; }
     if (ev.topic === "drone.telemetry") { droneUpdate(ev.data.drone_id, ev.data, null); return; }
     if (ev.topic === "drone.event" && ["link_lost", "rtl", "failsafe"].includes(ev.data.kind)) toast(`无人机 ${ev.data.drone_id}：${ev.data.message || ev.data.kind}`);

@@ -146,6 +146,7 @@
     await load();
     // SSE: one long HTTP response, light on a phone; the server confines it to my grids.
     W.live = SG.live((ev) => {
+      if (ev.topic === "resync") { load(); return; } // replay refused: reload my tickets
       if (!ev.topic.startsWith("ticket.")) return;
       W.tickets.set(ev.data.id, ev.data); render();
     }, { transport: "sse", filters: { topic: "ticket" },
