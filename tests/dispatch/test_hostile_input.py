@@ -358,3 +358,39 @@ def test_stored_evidence_is_re_encoded_so_appended_scripts_are_not_served(env):
         assert payload not in served and served.startswith(raw[:3])
         img = cv2.imdecode(np.frombuffer(served, np.uint8), cv2.IMREAD_COLOR)
         assert img is not None and img.shape[:2] == cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR).shape[:2]
+
+
+# -- item 10 on PostgreSQL: a NUL character in any string -------------------------------
+@pytest.mark.postgres
+def test_nul_in_any_string_is_422_on_postgres(pg_url, tmp_path):
+    from .test_postgres import _reset, pg_env
+
+    _reset(pg_url)
+    env = pg_env(pg_url, tmp_path)
+    try:
+        tid = env.post_incident(env.incident("pg-nul-0"))["ticket_id"]
+        posts = [
+            ("POST", "/api/v1/incidents", "operator", env.incident("pg\x00nul"), "body.external_id"),
+            ("POST", "/api/v1/incidents", "operator", env.incident("pg-nul-1", drone_id="d\x00"), "body.drone_id"),
+            ("POST", "/api/v1/incidents/batch", "operator", {"items": [env.incident("pg-nul-2", sortie_id="\x00")]},
+             "body.items[0].sortie_id"),
+            ("POST", f"/api/v1/tickets/{tid}/comments", "dispatcher", {"text": "a\x00"}, "body.text"),
+            ("POST", f"/api/v1/tickets/{tid}/actions", "dispatcher", {"action": "sign", "comment": "\x00"},
+             "body.comment"),
+            ("POST", "/api/v1/drones/d1/commands", "dispatcher", {"action": "rtl", "note": "\x00"}, "body.note"),
+            ("POST", "/api/v1/telemetry", "operator", {"events": [{"drone_id": "d\x00", "wall_time": 1.7e9,
+                                                                   "kind": "k"}]}, "body.events[0].drone_id"),
+            ("PUT", "/api/v1/plan", "operator", {"format": "skygrid.plan/1\x00"}, "body.format"),
+        ]
+        for method, path, role, body, field in posts:
+            r = env.client.request(method, path, json=body, headers=auth(role))
+            assert r.status_code == 422 and r.json()["field"] == field, (path, r.status_code, r.text[:300])
+        for path, param in (("/api/v1/tickets", "grid_id"), ("/api/v1/stats", "department"),
+                            ("/open311/v2/requests.json", "service_code"), ("/api/v1/drones/commands", "drone_id")):
+            r = env.client.get(path, params={param: "a\x00b"}, headers=auth("dispatcher"))
+            assert r.status_code == 422 and r.json()["field"] == f"query.{param}", (path, r.text[:300])
+        r = env.client.post("/api/v1/drones/d%00x/commands", json={"action": "rtl"}, headers=auth("dispatcher"))
+        assert r.status_code == 422 and r.json()["field"] == "path"
+    finally:
+        env.app.state.engine.dispose()
+        _reset(pg_url)
