@@ -257,7 +257,7 @@ class LiveHub:
                 if not sub.lagged:
                     sub.queue.put_nowait(TICK)
 
-    async def replay_pages(self, sub: Subscriber, page: int = 1000) -> AsyncIterator[list[LiveEvent]]:
+    async def replay_pages(self, sub: Subscriber, page: int = 500) -> AsyncIterator[list[LiveEvent]]:
         """Outbox events after ``sub.skip_upto`` matching its filter, one page (``page``
         rows read) at a time, advancing ``skip_upto``: memory stays one page whatever the
         table holds, and the first events go out after one read. How far back a client
