@@ -153,6 +153,7 @@ def body_limits(settings: Any) -> list[tuple[re.Pattern[str], int]]:
     """(path pattern, limit in bytes) for write routes, first match wins; the fallback is
     ``settings.max_body_bytes``. Evidence travels base64 (4/3 of its bytes) in JSON."""
     from dispatch.api.incidents import EVIDENCE_BUDGET, MAX_BATCH
+    from dispatch.api.replay import MAX_LOG_BYTES as REPLAY_MAX_LOG_BYTES
 
     img = int(settings.max_evidence_bytes)
     b64 = img * 4 // 3 + 16
@@ -163,6 +164,7 @@ def body_limits(settings: Any) -> list[tuple[re.Pattern[str], int]]:
         (re.compile(r"^/api/v1/incidents$"), b64 + small),
         (re.compile(r"^/api/v1/tickets/[^/]+/photos$"), img + small),
         (re.compile(r"^/api/v1/(telemetry|plan)$"), bulk),
+        (re.compile(r"^/api/v1/replay$"), max(bulk, REPLAY_MAX_LOG_BYTES + small)),  # a flight log upload
     ]
 
 

@@ -91,6 +91,8 @@
     role_not_allowed: "您的角色无权执行此操作",
     unknown_department: "所选部门不存在",
     unknown_action: "未知操作",
+    flightlog_invalid: "文件不是可读取的飞行日志（skygrid.flightlog/1）",
+    flightlog_empty: "飞行日志中没有位置记录",
   };
   Z.STATUS_ERROR = {
     0: "网络错误，请稍后重试", 400: "请求有误", 401: "登录已失效，请重新登录", 403: "无权访问该数据或执行该操作",

@@ -418,7 +418,7 @@
       });
     }
     if (action === "assess") {
-      const score = el("input", { name: "score", id: "assess-score", type: "number", min: 0, max: 100, step: 1, required: true, value: 90 });
+      const score = el("input", { name: "score", id: "assess-score", type: "number", min: 0, max: 100, step: 1, value: 90 });
       const why = el("textarea", { name: "comment", id: "assess-comment", rows: 2, placeholder: "考核意见" });
       return dialog(`考核办结 · 工单 #${t.id}`, el("div", {}, field("考核得分（0–100）", score), field("考核意见", why)), async () => {
         const v = Number(score.value);
@@ -445,7 +445,7 @@
       });
     }
     if (["reject", "send_back", "return", "reopen"].includes(action)) {
-      const why = el("textarea", { name: "comment", id: "reason", rows: 3, required: true, placeholder: "请填写原因" });
+      const why = el("textarea", { name: "comment", id: "reason", rows: 3, placeholder: "请填写原因" });
       return dialog(`${label} · 工单 #${t.id}`, field("原因", why), async () => {
         if (!why.value.trim()) throw new Error("请填写原因");
         await post(t.id, { action, comment: why.value.trim() }); done();

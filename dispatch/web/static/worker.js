@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const W = { tickets: new Map(), me: null, workflow: {} };
+  const W = { tickets: new Map(), me: null, workflow: {}, grids: {} };
   window.SGWORKER = W;
   SG.setNet = (s) => { $("net").textContent = s; };
   function toast(msg, ms) {
@@ -59,6 +59,45 @@
         </div>
       </div>`;
     }).join("");
+    for (const t of list) addEvidence(t);
+  }
+
+  /** The drone's evidence image and a small map (the grid outline, the spot and its error
+   *  circle, drawn as SVG: no map library, no tiles) under each card, built from DOM nodes. */
+  function addEvidence(t) {
+    const card = document.querySelector(`.tcard[data-id="${t.id}"]`); if (!card) return;
+    const Z = window.SGZ, el = Z.el;
+    const img = t.evidence_url ? Z.img(t.evidence_url, "无人机取证图像", "evidence") : el("p", { class: "note", text: "无取证图像" });
+    if (img.tagName === "IMG") img.loading = "lazy";
+    const box = el("div", { class: "evid" },
+      el("figure", {}, el("figcaption", { text: "无人机取证" }), img),
+      el("figure", {}, el("figcaption", { text: "位置示意" }), miniMap(t)));
+    card.insertBefore(box, card.querySelector(".row"));
+  }
+  function miniMap(t) {
+    const Z = window.SGZ;
+    const f = W.grids[t.grid_id];
+    const pts = [];
+    const rings = [];
+    if (f && f.geometry) {
+      const polys = f.geometry.type === "Polygon" ? [f.geometry.coordinates] : f.geometry.type === "MultiPolygon" ? f.geometry.coordinates : [];
+      for (const p of polys) { rings.push(p[0]); pts.push(...p[0]); }
+    }
+    pts.push([t.lon, t.lat]);
+    const k = Math.cos(t.lat * Math.PI / 180);  // metres east per degree shrink with latitude
+    const xs = pts.map((p) => p[0] * k), ys = pts.map((p) => p[1]);
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const span = Math.max(x1 - x0, y1 - y0, 0.002), W0 = 200, H0 = 130, pad = 8;
+    const sc = Math.min((W0 - 2 * pad) / Math.max(x1 - x0, 1e-9), (H0 - 2 * pad) / Math.max(y1 - y0, 1e-9), (W0 - 2 * pad) / span);
+    const X = (lon) => pad + (lon * k - x0) * sc + ((W0 - 2 * pad) - (x1 - x0) * sc) / 2;
+    const Y = (lat) => H0 - pad - (lat - y0) * sc - ((H0 - 2 * pad) - (y1 - y0) * sc) / 2;
+    const svg = Z.svg("svg", { viewBox: `0 0 ${W0} ${H0}`, class: "minimap", role: "img", "aria-label": "位置示意图" });
+    for (const r of rings) svg.appendChild(Z.svg("polygon", { points: r.map((p) => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" "), fill: "#7fa7d1", "fill-opacity": 0.25, stroke: "#2b4a6b", "stroke-width": 1.2 }));
+    const rPx = Math.max(3, ((t.error_m || 0) / 111320) * sc);
+    svg.appendChild(Z.svg("circle", { cx: X(t.lon), cy: Y(t.lat), r: rPx, fill: SG.classColor(t.class_name), "fill-opacity": 0.25, stroke: SG.classColor(t.class_name) }));
+    svg.appendChild(Z.svg("circle", { cx: X(t.lon), cy: Y(t.lat), r: 4, fill: "#d62828", stroke: "#fff", "stroke-width": 1.5, class: "spot" }));
+    svg.appendChild(Z.svg("text", { x: 4, y: 12, "font-size": 10, fill: "#2b4a6b", text: (f && f.properties && f.properties.name) || t.grid_id }));
+    return svg;
   }
 
   async function act(t, action, comment) {
@@ -114,6 +153,15 @@
       else if (what === "arrive") { await act(t, "arrive", "网格员到场"); toast("已到场"); }
       else if (what === "resolve") {
         const note = card.querySelector(`[data-note="${t.id}"]`).value.trim();
+        const input = card.querySelector(`[data-photo="${t.id}"]`);
+        const file = input.files && input.files[0];
+        if (file && (W.workflow.resolve || {}).requires && W.workflow.resolve.requires.includes("photo")) {
+          const fd = new FormData();  // the rules want a photo: the chosen one goes up first
+          fd.append("file", await shrink(file), "photo.jpg");
+          if (note) fd.append("caption", note);
+          await SG.api(`/api/v1/tickets/${t.id}/photos`, { method: "POST", body: fd, retries: 5 });
+          input.value = "";
+        }
         await act(t, "resolve", note || "网格员现场处置完毕"); toast("已提交处置结果");
       } else if (what === "send_back") {
         const why = window.prompt("退回原因（如：非本网格、需部门处置）"); if (why === null) { b.disabled = false; return; }
@@ -139,7 +187,9 @@
 
   async function main() {
     await SG.ensureLogin();
-    const [me, wf] = await Promise.all([SG.api("/api/v1/me"), SG.api("/api/v1/workflow").catch(() => null)]);
+    const [me, wf, grids] = await Promise.all([SG.api("/api/v1/me"), SG.api("/api/v1/workflow").catch(() => null),
+      SG.api("/api/v1/grids?format=geojson").catch(() => null)]);
+    for (const f of (grids && grids.features) || []) W.grids[f.id] = f;
     W.me = me;
     if (wf) for (const a of wf.actions) W.workflow[a.id] = a;
     $("who").textContent = `${me.name}（${me.role === "grid_worker" ? "网格员" : me.role}）· 网格 ${(me.grid_ids || ["全部"]).join("、")}`;
