@@ -68,6 +68,7 @@ class FrameSpec:
     ground_alt_m: float
     pose: CameraPose
     objects: tuple[PlantedObject, ...]
+    effects_seed: int | None = None  # realistic mix: seed of :func:`simulators.camera.optics.degrade`
 
 
 @dataclass
@@ -96,6 +97,13 @@ class FrameMix:
     :data:`LOOKALIKE_KINDS` entry (None: equal); ``truck_with_hazmat``: chance a parked
     truck is planted in a frame that holds a hazmat fire (the hardest negative: same
     vehicle, no fire). ``sizes`` overrides :data:`SIZE_RANGE_M` per kind (metres).
+    ``nadir_share`` of the frames look straight down, the rest at a gimbal pitch drawn from
+    ``pitch_deg`` (degrees). ``clutter``: (min, max) everyday objects from
+    :data:`simulators.camera.lookalikes.CLUTTER_KINDS` (cars, buildings, trees, shadows, tracks,
+    flower beds, glare, steam; never labelled) added to every frame;
+    ``incident_style_share``: chance a straw burn is drawn in another style (mostly smoke, or
+    flame without smoke); ``effects``: light/lens/codec degradation per frame
+    (:func:`simulators.camera.optics.degrade`). The defaults draw no extra random numbers.
     """
 
     agl_m: tuple[float, float] = (60.0, 120.0)
@@ -107,9 +115,22 @@ class FrameMix:
     lookalike_weights: tuple[float, ...] | None = None
     truck_with_hazmat: float = 0.0
     sizes: tuple[tuple[str, tuple[float, float]], ...] = ()
+    nadir_share: float = 0.75
+    pitch_deg: tuple[float, float] = (-85.0, -60.0)
+    clutter: tuple[int, int] = (0, 0)
+    incident_style_share: float = 0.0
+    effects: bool = False
 
     def size_range(self, kind: str) -> tuple[float, float]:
-        return dict(self.sizes).get(kind, SIZE_RANGE_M[kind])
+        kind = kind.partition(":")[0]
+        sizes = dict(self.sizes)
+        if kind in sizes:
+            return sizes[kind]
+        if kind in SIZE_RANGE_M:
+            return SIZE_RANGE_M[kind]
+        from simulators.camera.lookalikes import CLUTTER_SIZE_M
+
+        return CLUTTER_SIZE_M[kind]
 
 
 #: Named mixes for ``skygrid vision dataset --mix``. "default" is the original data (and
@@ -123,6 +144,17 @@ MIXES: dict[str, FrameMix] = {
                      truck_with_hazmat=0.7,
                      sizes=(("illegal_dumping", (4.0, 14.0)), ("roof", (7.0, 16.0)), ("cooking_smoke", (6.0, 14.0)),
                             ("haystack", (2.0, 14.0)), ("parked_truck", (6.0, 14.0)))),
+    # real aerial scenes: every frame full of everyday clutter (cars of every colour, legal
+    # white/blue buildings, trees, shadows, tracks, flower beds, glare, steam), wider altitude
+    # and pitch, smoke-dominated and smokeless burns, and dusk/haze/vignetting/blur/JPEG
+    "realistic": FrameMix(agl_m=(40.0, 110.0), high_agl_share=0.35, high_agl_m=(110.0, 150.0), empty_share=0.15,
+                          lookalike_only_share=0.30, lookalikes=(0, 3), lookalike_weights=(0.2, 0.2, 0.25, 0.35),
+                          truck_with_hazmat=0.5,
+                          sizes=(("illegal_dumping", (4.0, 14.0)), ("straw_burning", (6.0, 30.0)),
+                                 ("roof", (7.0, 16.0)), ("cooking_smoke", (6.0, 14.0)), ("haystack", (2.0, 14.0)),
+                                 ("parked_truck", (6.0, 14.0))),
+                          nadir_share=0.55, pitch_deg=(-88.0, -45.0), clutter=(3, 12), incident_style_share=0.4,
+                          effects=True),
 }
 
 
@@ -142,7 +174,7 @@ def random_frame(rng: np.random.Generator, camera: CameraModel, world_seed: int,
         agl = float(rng.uniform(*mix.high_agl_m))
     else:
         agl = float(rng.uniform(*mix.agl_m))
-    pitch = -90.0 if rng.random() < 0.75 else float(rng.uniform(-85.0, -60.0))
+    pitch = -90.0 if rng.random() < mix.nadir_share else float(rng.uniform(*mix.pitch_deg))
     pose = CameraPose(lat, lon, ground + agl, ground, yaw_deg=float(rng.uniform(0, 360)), gimbal_pitch_deg=pitch)
     p = None
     if mix.lookalike_weights is not None:
@@ -158,6 +190,16 @@ def random_frame(rng: np.random.Generator, camera: CameraModel, world_seed: int,
         kinds = incidents + list(rng.choice(LOOKALIKE_KINDS, int(rng.integers(lo_n, hi_n + 1)), p=p))
         if mix.truck_with_hazmat > 0 and "hazmat_fire" in incidents and rng.random() < mix.truck_with_hazmat:
             kinds.append("parked_truck")
+    if mix.incident_style_share > 0:
+        from simulators.camera.lookalikes import INCIDENT_STYLES
+
+        kinds = [f"{k}:{rng.choice(INCIDENT_STYLES[k], p=[0.65, 0.35])}"
+                 if k in INCIDENT_STYLES and rng.random() < mix.incident_style_share else str(k) for k in kinds]
+    if mix.clutter[1] > 0:
+        from simulators.camera.lookalikes import CLUTTER_KINDS, CLUTTER_WEIGHTS
+
+        cw = np.asarray(CLUTTER_WEIGHTS, float) / float(np.sum(CLUTTER_WEIGHTS))
+        kinds += list(rng.choice(CLUTTER_KINDS, int(rng.integers(mix.clutter[0], mix.clutter[1] + 1)), p=cw))
     frame = local_frame(lat, lon)
     placed: list[tuple[float, float, float]] = []
     objects = []
@@ -176,13 +218,19 @@ def random_frame(rng: np.random.Generator, camera: CameraModel, world_seed: int,
         olon, olat = frame.to_wgs84(float(de), float(dn))
         objects.append(PlantedObject(f"o{i}-{kind}", str(kind), float(olat), float(olon),
                                      heading_deg=float(rng.uniform(0, 360)), size_m=size))
-    return FrameSpec(world_seed, lat, lon, ground, pose, tuple(objects))
+    effects_seed = int(rng.integers(2**31)) if mix.effects else None
+    return FrameSpec(world_seed, lat, lon, ground, pose, tuple(objects), effects_seed)
 
 
 def render_frame(spec: FrameSpec, camera: CameraModel) -> Rendered:
     """Render a :class:`FrameSpec` (a small world: only the footprint matters)."""
     world = World(spec.world_seed, spec.lat, spec.lon, spec.ground_alt_m, list(spec.objects), extent_m=1200.0)
-    return world.render(camera, spec.pose)
+    r = world.render(camera, spec.pose)
+    if spec.effects_seed is not None:
+        from simulators.camera.optics import degrade
+
+        r.image, _ = degrade(r.image, np.random.default_rng(spec.effects_seed))
+    return r
 
 
 def yolo_labels(truth: list[TruthBox], width: int, height: int) -> list[tuple[int, float, float, float, float]]:

@@ -241,12 +241,27 @@ def _road_patch(cv: _Canvas, length: float) -> None:
     cv.paint(lane, (225, 225, 225), alpha=0.85)
 
 
+_KINDS = ("illegal_structure", "roof", "straw_burning", "cooking_smoke", "illegal_dumping", "haystack", "hazmat_fire",
+          "parked_truck")
+
+
 def make_sprite(object_id: str, kind: str, east_m: float, north_m: float, heading_deg: float, size_m: float,
                 seed: int, wind_en: tuple[float, float], sun_en: tuple[float, float]) -> Sprite:
     """Draw one planted object. ``wind_en``/``sun_en``: unit (east, north) vectors the smoke
     drifts along / shadows fall along. Deterministic in ``seed`` and ``object_id``."""
     rng = np.random.default_rng([seed, *object_id.encode()])
     s = float(size_m)
+    kind, _, style = kind.partition(":")  # "straw_burning:smoke": a style of an incident, labelled as the kind
+    if style or kind not in _KINDS:
+        from simulators.camera import lookalikes  # the realistic mix's kinds (imports this module)
+
+        if style and kind == "straw_burning" and style in lookalikes.INCIDENT_STYLES[kind]:
+            cv, truth = lookalikes.draw_straw_burning(style, rng, s, heading_deg, wind_en)
+        elif not style and kind in lookalikes.CLUTTER_SIZE_M:
+            cv, truth = lookalikes.draw_clutter(kind, rng, s, heading_deg, sun_en, wind_en)
+        else:
+            raise ValueError(f"object {object_id!r}: unknown kind {kind + (':' + style if style else '')!r}")
+        return Sprite(object_id, kind, east_m, north_m, heading_deg, cv.res, cv.rgba(), np.asarray(truth, float))
     if kind == "illegal_structure":
         cv = _Canvas(0.75 * s, heading_deg)
         color = [(185, 110, 40), (175, 95, 30), (235, 235, 230), (220, 225, 225)][rng.integers(4)]

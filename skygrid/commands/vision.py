@@ -33,9 +33,12 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     d.add_argument("--test", type=int, default=200, help="test frames (default 200)")
     d.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     d.add_argument("--camera", default="m3e", help="camera preset (streamed at 640 px wide; default m3e)")
-    d.add_argument("--mix", default="default", choices=("default", "hard"),
-                   help="frame composition (vision.dataset.MIXES): default, or hard = half the frames at "
-                        "100-130 m AGL, twice the look-alikes, parked trucks next to hazmat fires")
+    d.add_argument("--mix", default="default", choices=("default", "hard", "realistic"),
+                   help="frame composition (vision.dataset.MIXES): default; hard = half the frames at "
+                        "100-130 m AGL, twice the look-alikes, parked trucks next to hazmat fires; realistic = "
+                        "everyday clutter (cars of every colour, legal white/blue buildings, trees, shadows, "
+                        "tracks, flower beds, glare, steam), 40-150 m AGL, pitch to -45, smoky and smokeless "
+                        "burns, dusk/haze/vignetting/blur/JPEG")
     d.set_defaults(func=run_dataset)
 
     i = sub.add_parser("import", help="merge a local YOLO or COCO dataset with a class map",
@@ -59,7 +62,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=40, help="epochs (default 40)")
     t.add_argument("--imgsz", type=int, default=320, help="training and export input size in px (default 320)")
     t.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
-    t.add_argument("--model", default="yolo11n.yaml", help="model yaml (default yolo11n.yaml; yolo26n.yaml works too)")
+    t.add_argument("--model", "--from", dest="model", default="yolo11n.yaml",
+                   help="model yaml (default yolo11n.yaml: from scratch), or --from MODEL to fine-tune a .pt or an "
+                        "exported .onnx (e.g. vision/models/skygrid-yolo.onnx)")
     t.add_argument("--fraction", type=float, default=1.0, help="share of the train split to use (default 1)")
     t.add_argument("--hours", type=float, help="wall-clock budget; the epoch count is fitted to it")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

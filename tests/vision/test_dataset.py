@@ -140,3 +140,27 @@ def test_default_mix_is_the_original_draw() -> None:
 def test_unknown_mix_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown frame mix 'harder'"):
         generate_dataset(tmp_path, 1, 0, 0, mix="harder")
+
+
+def test_realistic_mix_plants_clutter_styles_and_degrades_without_labelling_clutter():
+    """The realistic mix fills frames with never-labelled clutter (cars, buildings, shadows...),
+    draws straw burns in other styles (labelled straw_burning) and degrades the image."""
+    from geo.camera import get_camera
+    from simulators.camera.lookalikes import CLUTTER_KINDS
+    from vision.dataset import MIXES, random_frame, render_frame, yolo_labels
+
+    cam = get_camera("m3e").scaled(640)
+    specs = [random_frame(np.random.default_rng([3, i]), cam, world_seed=i, mix=MIXES["realistic"]) for i in range(40)]
+    kinds = [o.kind for s in specs for o in s.objects]
+    assert {"car", "building", "tree_crown", "shadow"} <= set(kinds)
+    assert any(k.startswith("straw_burning:") for k in kinds)
+    assert all(s.effects_seed is not None for s in specs)
+    spec = next(s for s in specs if any(o.kind.startswith("straw_burning:") for o in s.objects))
+    r = render_frame(spec, cam)
+    labels = yolo_labels(r.truth, 640, 480)
+    assert {t.kind for t in r.truth} & set(CLUTTER_KINDS)
+    assert not {t.kind for t in r.truth} & {o.kind for o in spec.objects if ":" in o.kind}  # label is the base kind
+    n_incidents = sum(1 for t in r.truth if t.kind in ("illegal_structure", "straw_burning", "illegal_dumping",
+                                                        "hazmat_fire") and t.visible_fraction >= 0.3)
+    assert len(labels) <= n_incidents and len(labels) >= 1
+    assert random_frame(np.random.default_rng([3, 0]), cam, world_seed=0).effects_seed is None
