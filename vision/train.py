@@ -102,6 +102,9 @@ def train(data_dir: str | Path, epochs: int = 40, imgsz: int = 480, out_dir: str
     torch.set_num_threads(threads)
     project = Path(project or REPO_ROOT / "work" / "runs")
     t0 = time.monotonic()
+    if str(model_yaml).endswith(".onnx"):  # fine-tune an exported model: rebuild its .pt first
+        calib = sorted((Path(data_dir) / "images" / "train").glob("*.jpg"))[:64]
+        model_yaml = str(pt_from_onnx(model_yaml, project / f"{name}-from-onnx.pt", calib))
     model = ul.YOLO(model_yaml)
     # a .pt starts from its weights (fine-tuning); a .yaml from scratch. ultralytics drops a
     # checkpoint's weights when pretrained=False, so it must follow the model kind
@@ -124,6 +127,115 @@ def train(data_dir: str | Path, epochs: int = 40, imgsz: int = 480, out_dir: str
                                   facts={"epochs": ran, "seed": seed, "model_yaml": model_yaml,
                                          "data": str(data_dir), "val_metrics": metrics})
     return result
+
+
+def _letterbox(img, imgsz: int):
+    """BGR uint8 image -> float32 1 x 3 x imgsz x imgsz RGB 0..1, letterboxed (pad 114), as the detector feeds it."""
+    import cv2
+    import numpy as np
+
+    h, w = img.shape[:2]
+    r = imgsz / max(h, w)
+    nw, nh = round(w * r), round(h * r)
+    canvas = np.full((imgsz, imgsz, 3), 114, np.uint8)
+    top, left = (imgsz - nh) // 2, (imgsz - nw) // 2
+    canvas[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return canvas[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+
+
+def pt_from_onnx(onnx_path: str | Path, out_pt: str | Path, calib_images: list[Path] | tuple = (),
+                 model_yaml: str = "yolo11n.yaml") -> Path:
+    """Rebuild a trainable ultralytics ``.pt`` from an exported ONNX of ``model_yaml`` (the
+    shipped model came without its ``.pt``).
+
+    The export fused every Conv+BatchNorm into one conv with a bias; the initializers keep
+    the module names (``model.2.cv1.conv.weight`` / ``.bias``). Each BatchNorm is set so that
+    in eval mode the net computes exactly the ONNX function: with the pre-BN per-channel
+    mean ``mu`` and variance ``var`` of the conv outputs measured on ``calib_images`` (a few
+    dozen training frames), gamma = sqrt(var + eps), beta = bias + mu, running stats = (mu,
+    var). Training-mode batch statistics then start close to the running ones, so fine-tuning
+    starts from the shipped function rather than from a broken one (with no calibration
+    images the BN is identity: exact in eval mode only).
+    """
+    import cv2
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    _ultralytics()
+    from ultralytics.nn.modules.conv import Conv
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    m = onnx.load(str(onnx_path))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer}
+    meta = {p.key: p.value for p in m.metadata_props}
+    try:
+        names = json.loads(meta["skygrid_names"])
+    except (KeyError, ValueError):
+        raise ValueError(f"{onnx_path}: no skygrid_names metadata; not a SkyGrid detector export") from None
+    imgsz = int(meta.get("skygrid_imgsz", 320))
+    model = DetectionModel(model_yaml, nc=len(names), verbose=False)
+    convs = {name: mod for name, mod in model.named_modules() if isinstance(mod, Conv) and hasattr(mod, "bn")}
+    used: set[str] = set()
+    with torch.no_grad():
+        for name, mod in convs.items():
+            w, b = weights.get(f"{name}.conv.weight"), weights.get(f"{name}.conv.bias")
+            if w is None or b is None or tuple(w.shape) != tuple(mod.conv.weight.shape):
+                raise ValueError(f"{onnx_path}: no fused conv {name!r} of shape {tuple(mod.conv.weight.shape)}; "
+                                 f"was it exported from {model_yaml}?")
+            mod.conv.weight.copy_(w)
+            mod.bn.weight.fill_(1.0)
+            mod.bn.bias.copy_(b)
+            mod.bn.running_mean.zero_()
+            mod.bn.running_var.fill_(1.0 - mod.bn.eps)
+            used |= {f"{name}.conv.weight", f"{name}.conv.bias"}
+        sd = model.state_dict()
+        for k, v in weights.items():
+            if k not in used:
+                if k not in sd or sd[k].shape != v.shape:
+                    raise ValueError(f"{onnx_path}: initializer {k!r} does not fit {model_yaml}")
+                sd[k].copy_(v)
+    calib = [Path(p) for p in calib_images]
+    if calib:
+        stats: dict[str, list] = {n: [0.0, 0.0, 0] for n in convs}
+        hooks = []
+        for name, mod in convs.items():
+            def hook(_m, _i, out, name=name):
+                o = out.double()
+                st = stats[name]
+                st[0] = st[0] + o.sum((0, 2, 3))
+                st[1] = st[1] + (o * o).sum((0, 2, 3))
+                st[2] += o.numel() // o.shape[1]
+            hooks.append(mod.conv.register_forward_hook(hook))
+        model.eval()
+        with torch.no_grad():
+            for p in calib:
+                img = cv2.imread(str(p))
+                if img is not None:
+                    model(torch.from_numpy(np.ascontiguousarray(_letterbox(img, imgsz))))
+        for h in hooks:
+            h.remove()
+        with torch.no_grad():
+            for name, mod in convs.items():
+                s1, s2, n = stats[name]
+                if not n:
+                    continue
+                mu = (s1 / n).float()
+                var = (s2 / n - (s1 / n) ** 2).clamp_min(1e-6).float()
+                mod.bn.weight.copy_(torch.sqrt(var + mod.bn.eps))
+                mod.bn.bias.add_(mu)
+                mod.bn.running_mean.copy_(mu)
+                mod.bn.running_var.copy_(var)
+    model.names = dict(enumerate(names))
+    args = {**DEFAULT_CFG_DICT, "imgsz": imgsz, "task": "detect", "model": model_yaml}
+    model.args = args
+    out = Path(out_pt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model, "ema": None, "epoch": -1, "train_args": args, "date": None,
+                "skygrid_from_onnx": str(onnx_path)}, out)
+    return out
 
 
 def validate(weights: str | Path, data_dir: str | Path, imgsz: int = 480, split: str = "val") -> dict[str, float]:
