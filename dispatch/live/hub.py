@@ -110,9 +110,14 @@ class Subscriber:
 
 
 class DroneBoard:
-    """Last telemetry, a short track and recent flight events per drone (memory only)."""
+    """Last telemetry, the track (thinned to steps of >= ~2 m, at most ``track_len`` points)
+    and recent flight events per drone (memory only)."""
 
-    def __init__(self, track_len: int = 600, events_len: int = 20) -> None:
+    #: a pose closer than this to the track's last point (degrees, ~2 m) is not added: a
+    #: hovering drone does not push its route out of the kept track
+    TRACK_MIN_STEP_DEG = 2e-5
+
+    def __init__(self, track_len: int = 6000, events_len: int = 20) -> None:
         self.track_len, self.events_len = track_len, events_len
         self.last: dict[str, dict[str, Any]] = {}
         self.tracks: dict[str, deque] = {}
@@ -142,7 +147,9 @@ class DroneBoard:
             if not (math.isfinite(point[0]) and math.isfinite(point[1])):
                 raise ValueError("position not finite")
             self.last[drone] = d
-            self.tracks.setdefault(drone, deque(maxlen=self.track_len)).append(point)
+            track = self.tracks.setdefault(drone, deque(maxlen=self.track_len))
+            if not track or max(abs(track[-1][0] - point[0]), abs(track[-1][1] - point[1])) >= self.TRACK_MIN_STEP_DEG:
+                track.append(point)  # the whole sortie's route (6000 points of >= 2 m), for the room's map
         elif ev.topic in ("drone.event", "drone.command"):
             self.events.setdefault(drone, deque(maxlen=self.events_len)).append({"topic": ev.topic, **d})
 

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 DESCRIPTION = """\
+按航线计划飞行：每个架次在真实或仿真的 MAVLink 无人机上执行（起飞前检查、上传航线与电子围栏、
+失联续飞、低电量返航并重新规划剩余部分）；--report-to 把遥测送往指挥室并接收返航/悬停/继续指令。
+
 Fly every sortie of a plan (from `skygrid plan`) on real or simulated MAVLink vehicles.
 
 Drone k of the plan flies on the k-th --connect URL (d0, d1, ...); with fewer URLs than
@@ -56,18 +59,28 @@ def add_parser(subparsers: argparse._SubParsersAction, help_text: str) -> argpar
     return p
 
 
+#: what the 飞手 reads: PX4 flight modes and sortie outcomes in Chinese
+FLIGHT_MODE_ZH = {
+    "MISSION": "航线任务", "HOLD": "悬停", "RETURN_TO_LAUNCH": "返航", "LAND": "降落", "TAKEOFF": "起飞",
+    "OFFBOARD": "外部控制", "MANUAL": "手动", "POSCTL": "定点", "ALTCTL": "定高", "STABILIZED": "自稳",
+    "ACRO": "特技", "READY": "待命", "FOLLOW_ME": "跟随", "PRECISION_LAND": "精准降落", "UNKNOWN": "未知",
+}
+STATUS_ZH = {"done": "完成", "aborted": "中止", "failed": "失败"}
+
+
 def _table(fleet):  # -> rich Table
     from rich.table import Table
 
-    t = Table(title="SkyGrid fleet", expand=True)
-    for col in ("drone", "state", "sortie", "item", "battery", "mode", "link", "last event"):
+    t = Table(title="SkyGrid 机队", expand=True)
+    for col in ("无人机", "状态", "架次", "航点", "电量", "飞行模式", "数据链", "最近事件"):
         t.add_column(col, overflow="fold")
     for s in fleet.status.values():
         item = f"{(s.item or 0)}/{s.items_total}" if s.items_total else "-"
         bat = f"{s.battery_pct:.0f} %" if s.battery_pct is not None else "-"
         t.add_row(
             s.drone_id, s.state, f"{s.sortie_id or '-'} ({s.sortie_no}/{s.sorties_total})", item, bat,
-            s.flight_mode or "-", "up" if s.connected else "DOWN", s.last_event[-80:],
+            FLIGHT_MODE_ZH.get(str(s.flight_mode), s.flight_mode or "-"), "正常" if s.connected else "中断",
+            s.last_event[-80:],
         )
     return t
 
@@ -89,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = Plan.load(args.plan)
     except PlanFormatError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]错误:[/red] {e}")
         return 2
     if not plan.sorties:
-        console.print(f"[red]error:[/red] {args.plan}: the plan has no sorties")
+        console.print(f"[red]错误:[/red] {args.plan}: 计划中没有架次 (the plan has no sorties)")
         return 2
     cfg = FlightConfig(
         telemetry_hz=args.telemetry_hz, low_battery_pct=args.low_battery, mission_capacity=args.mission_capacity,
@@ -105,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             build_mission(s, None, capacity=cfg.mission_capacity, fence=False, camera_mode=cfg.camera_mode)
         except (MissionCapacityError, MissionBuildError) as e:
-            console.print(f"[red]error:[/red] {args.plan}: {e}")
+            console.print(f"[red]错误:[/red] {args.plan}: {e}")
             return 2
     listeners = []
     reporter = None
@@ -114,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
         token = args.token or os.environ.get("SKYGRID_TOKEN")
         if not token:
-            console.print("[red]error:[/red] --report-to needs --token (or env SKYGRID_TOKEN)")
+            console.print("[red]错误:[/red] --report-to 需要 --token（或环境变量 SKYGRID_TOKEN）")
             return 2
         reporter = DispatchReporter(args.report_to, token)
         listeners.append(reporter)
@@ -144,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         args.summary.write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     for did, r in results.items():
         colour = {"done": "green", "aborted": "yellow"}.get(r.status, "red")
-        console.print(f"[{colour}]{did}: {r.status}[/{colour}] completed {r.completed or '-'}"
-                      + (f"; not flown {r.unflown}" if r.unflown else "") + (f"; {r.error}" if r.error else ""))
-    console.print(f"flight logs: {args.log_dir}")
+        console.print(f"[{colour}]无人机 {did}：{STATUS_ZH.get(r.status, r.status)}[/{colour}]，"
+                      f"已完成架次 {r.completed or '—'}"
+                      + (f"；未飞架次 {r.unflown}" if r.unflown else "") + (f"；原因：{r.error}" if r.error else ""))
+    console.print(f"飞行日志目录：{args.log_dir}（可在指挥室“巡查回放”页面回放）")
     return 0 if all(r.status == "done" and not r.unflown for r in results.values()) else 1

@@ -64,6 +64,10 @@
     if (k === "command" && ev.data && ev.data.action) s += "：" + (Z.COMMAND[ev.data.action] || ev.data.action);
     return s;
   };
+  /** A flight event's text for a page: its message when already Chinese, else the kind's label. */
+  Z.flightEventText = function (ev) {
+    return /[\u4e00-\u9fff]/.test(ev.message || "") ? ev.message : Z.flightEvent(ev);
+  };
   Z.COMMAND = { rtl: "返航", hold: "悬停", resume: "继续任务", land: "降落" };
   Z.STAGE = { sign: "签收", dispatch: "派单", on_site: "到场", handle: "处置", supervise: "督办考核" };
   Z.TICKET_EVENT = {

@@ -56,7 +56,7 @@
     const c = $("drone-" + d.id); if (!c) return;
     const t = d.tel;
     if (t) {
-      c.querySelector(".mode").textContent = `${t.flight_mode}${t.in_air ? " · 空中" : " · 地面"}${t.armed ? " · 已解锁" : ""}`;
+      c.querySelector(".mode").textContent = `${SGZ.flightMode(t.flight_mode)}${t.in_air ? " · 空中" : " · 地面"}${t.armed ? " · 已解锁" : ""}`;
       c.querySelector(".sortie").textContent = t.sortie_id || "—";
       const tot = t.mission_total || 0, it = t.mission_item === null || t.mission_item === undefined ? null : t.mission_item;
       c.querySelector(".item").textContent = it === null ? "—" : `${it} / ${tot}`;
@@ -118,7 +118,7 @@
         const d = ensureDrone(id); d.tel = ds[id].telemetry || d.tel;
         for (const e of ds[id].events || []) {
           if (e.topic === "drone.command") O.commands.set(e.id, e);
-          else d.events.push({ at: new Date((e.wall_time || 0) * 1000).toISOString(), text: e.message || e.kind, kind: e.kind, sortie_id: e.sortie_id });
+          else d.events.push({ at: new Date((e.wall_time || 0) * 1000).toISOString(), text: SGZ.flightEventText(e), kind: e.kind, sortie_id: e.sortie_id });
         }
         renderDrone(d);
       }
@@ -126,7 +126,7 @@
       return;
     }
     if (ev.topic === "drone.telemetry") { const d = ensureDrone(ev.data.drone_id); d.tel = ev.data; renderDrone(d); renderSortieStates(); }
-    else if (ev.topic === "drone.event") { addEvent(ev.data.drone_id, ev.at, `${ev.data.kind}：${ev.data.message || ""}`, ev.data.kind, ev.data.sortie_id); renderSortieStates(); }
+    else if (ev.topic === "drone.event") { addEvent(ev.data.drone_id, ev.at, SGZ.flightEventText(ev.data), ev.data.kind, ev.data.sortie_id); renderSortieStates(); }
     else if (ev.topic === "drone.command") { O.commands.set(ev.data.id, ev.data); renderCommands(); addEvent(ev.data.drone_id, ev.at, `指令 ${ACTION_LABEL[ev.data.action] || ev.data.action}（${ev.data.issued_by}）`, "command"); }
     else if (ev.topic === "plan.updated") loadPlan();
   }

@@ -478,7 +478,7 @@
     if (ev.topic.startsWith("ticket.")) { upsertTicket(ev.data, ev.topic === "ticket.created"); return; }
     if (ev.topic === "drone.telemetry") { droneUpdate(ev.data.drone_id, ev.data, null); return; }
     if (ev.topic === "drone.event" && ["link_lost", "rtl", "failsafe", "rtl_failed", "sortie_failed"].includes(ev.data.kind)) {
-      toast(`无人机 ${ev.data.drone_id}：${Z.flightEvent(ev.data)}`);
+      toast(`无人机 ${ev.data.drone_id}：${Z.flightEventText(ev.data)}`);
     }
     if (ev.topic === "plan.updated") loadPlan();
   }
