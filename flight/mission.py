@@ -336,10 +336,11 @@ def patrol_area_local(plan: Plan, buffer_m: float = 150.0):
     frame = LocalFrame(plan.home.lat, plan.home.lon)
     pts: list[tuple[float, float]] = [(0.0, 0.0)]
     for g in plan.grids:
-        if not g.rings:
-            continue
-        xs, ys = frame.to_local([p[0] for p in g.rings[0]], [p[1] for p in g.rings[0]])
-        pts.extend(zip(map(float, xs), map(float, ys), strict=True))
+        for part in g.all_parts():  # every part of a multi-part grid
+            if not part:
+                continue
+            xs, ys = frame.to_local([p[0] for p in part[0]], [p[1] for p in part[0]])
+            pts.extend(zip(map(float, xs), map(float, ys), strict=True))
     for s in plan.sorties:
         if s.waypoints:
             xs, ys = frame.to_local([w.lon for w in s.waypoints], [w.lat for w in s.waypoints])
@@ -366,11 +367,7 @@ def build_geofence(
 
     area, frame = patrol_area_local(plan, buffer_m)
     zones = []
-    for z in plan.no_fly:
-        if not z.rings or len(z.rings[0]) < 3:
-            continue
-        xs, ys = frame.to_local([p[0] for p in z.rings[0]], [p[1] for p in z.rings[0]])
-        poly = Polygon(zip(map(float, xs), map(float, ys), strict=True))
+    for z, poly in _zone_parts_local(plan, frame):
         if not poly.is_valid:
             poly = poly.buffer(0)
         if z.buffer_m > 0:
@@ -395,16 +392,30 @@ def build_geofence(
 # ---------------------------------------------------------------------------
 
 
-def _no_fly_local(plan: Plan, frame):
+def _zone_parts_local(plan: Plan, frame) -> list:
+    """(zone, exterior polygon in local metres) for every part of every no-fly zone.
+
+    Holes are ignored (a zone's hole is still kept out of: the conservative reading), and
+    every part of a multi-part zone is its own exclusion, so none is dropped.
+    """
     from shapely.geometry import Polygon
+
+    out = []
+    for z in plan.no_fly:
+        for part in z.all_parts():
+            if not part or len(part[0]) < 3:
+                continue
+            xs, ys = frame.to_local([p[0] for p in part[0]], [p[1] for p in part[0]])
+            out.append((z, Polygon(zip(map(float, xs), map(float, ys), strict=True))))
+    return out
+
+
+def _no_fly_local(plan: Plan, frame):
     from shapely.ops import unary_union
 
     zones = []
-    for z in plan.no_fly:
-        if not z.rings or len(z.rings[0]) < 3:
-            continue
-        xs, ys = frame.to_local([p[0] for p in z.rings[0]], [p[1] for p in z.rings[0]])
-        poly = Polygon(zip(map(float, xs), map(float, ys), strict=True)).buffer(0)
+    for z, poly in _zone_parts_local(plan, frame):
+        poly = poly.buffer(0)
         zones.append(poly.buffer(max(0.0, z.buffer_m), quad_segs=4) if z.buffer_m > 0 else poly)
     return unary_union(zones) if zones else None
 

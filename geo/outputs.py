@@ -25,13 +25,17 @@ MAV_CMD_NAV_WAYPOINT = 16
 MAV_CMD_NAV_RETURN_TO_LAUNCH = 20
 MAV_CMD_NAV_TAKEOFF = 22
 MAV_CMD_DO_CHANGE_SPEED = 178
-MAV_CMD_DO_MOUNT_CONTROL = 205
 MAV_CMD_DO_SET_CAM_TRIGG_DIST = 206
+#: gimbal protocol v2 (the current MAVLink gimbal commands; DO_MOUNT_CONTROL 205 is deprecated)
+MAV_CMD_DO_GIMBAL_MANAGER_PITCHYAW = 1000
+MAV_CMD_DO_GIMBAL_MANAGER_CONFIGURE = 1001
 MAV_FRAME_MISSION = 2
 MAV_FRAME_GLOBAL_RELATIVE_ALT = 3
 #: QGroundControl's firmware/vehicle enums: PX4, quadrotor
 QGC_FIRMWARE_PX4 = 12
 QGC_VEHICLE_QUADROTOR = 2
+#: metres the per-sortie inclusion fence extends beyond the hull of its grids, home and waypoints
+QGC_FENCE_BUFFER_M = 50.0
 
 
 def _ring_lonlat_to_local(ring, frame: LocalFrame) -> np.ndarray:
@@ -47,15 +51,36 @@ def _local_to_lonlat(coords, frame: LocalFrame) -> list[list[float]]:
 
 
 def no_fly_rings_buffered(plan: Plan) -> list[tuple[str, str, list[list[float]]]]:
-    """(zone id, name, exterior ring [lon, lat]) of each no-fly zone grown by its buffer."""
+    """(zone id, name, exterior ring [lon, lat]) of each part of each no-fly zone grown by its buffer.
+
+    A multi-part zone gives one entry per part, so no output drops a part.
+    """
     frame = LocalFrame(plan.home.lat, plan.home.lon)
     out = []
     for z in plan.no_fly:
-        poly = Polygon(_ring_lonlat_to_local(z.rings[0], frame), [_ring_lonlat_to_local(r, frame) for r in z.rings[1:]])
-        if z.buffer_m > 0:
-            poly = poly.buffer(z.buffer_m, quad_segs=4)
-        out.append((z.id, z.name, _local_to_lonlat(poly.exterior.coords, frame)))
+        for rings in z.all_parts():
+            poly = Polygon(_ring_lonlat_to_local(rings[0], frame), [_ring_lonlat_to_local(r, frame) for r in rings[1:]])
+            if z.buffer_m > 0:
+                poly = poly.buffer(z.buffer_m, quad_segs=4)
+            out.append((z.id, z.name, _local_to_lonlat(poly.exterior.coords, frame)))
     return out
+
+
+def sortie_fence_ring(plan: Plan, sortie: Sortie, buffer_m: float = QGC_FENCE_BUFFER_M) -> list[list[float]]:
+    """Inclusion fence of one sortie: the convex hull of its grids (every part), the home and
+    its waypoints, grown by ``buffer_m`` metres; an exterior ring of [lon, lat]."""
+    from shapely.geometry import MultiPoint
+
+    frame = LocalFrame(plan.home.lat, plan.home.lon)
+    pts = [np.zeros((1, 2))]
+    ids = set(sortie.grid_ids)
+    for g in plan.grids:
+        if g.id in ids:
+            pts += [_ring_lonlat_to_local(rings[0], frame) for rings in g.all_parts()]
+    if sortie.waypoints:
+        pts.append(_ring_lonlat_to_local([[w.lon, w.lat] for w in sortie.waypoints], frame))
+    hull = MultiPoint(np.vstack(pts)).convex_hull.buffer(buffer_m, quad_segs=4)
+    return _local_to_lonlat(hull.exterior.coords, frame)
 
 
 def footprints(plan: Plan) -> list[dict[str, Any]]:
@@ -101,7 +126,13 @@ def _item(seq: int, command: int, frame: int, params: list, alt: float | None = 
 
 
 def qgc_mission(plan: Plan, sortie: Sortie) -> dict[str, Any]:
-    """The QGC ``.plan`` document (dict) for one sortie: mission items + exclusion geofence."""
+    """The QGC ``.plan`` document (dict) for one sortie.
+
+    Mission: take-off, speed, gimbal nadir by the gimbal-manager commands (configure 1001,
+    pitch/yaw 1000), the waypoints with distance triggering per survey line, RTL. Geofence:
+    one inclusion polygon around the sortie's grids (:func:`sortie_fence_ring`) and one
+    exclusion polygon per buffered no-fly zone part.
+    """
     items: list[dict[str, Any]] = []
 
     def add(command: int, frame: int, params: list, alt: float | None = None) -> None:
@@ -113,7 +144,9 @@ def qgc_mission(plan: Plan, sortie: Sortie) -> dict[str, Any]:
     add(MAV_CMD_NAV_TAKEOFF, MAV_FRAME_GLOBAL_RELATIVE_ALT,
         [0, 0, 0, math.nan, home.lat, home.lon, first.rel_alt_m if first else alt], first.rel_alt_m if first else alt)
     add(MAV_CMD_DO_CHANGE_SPEED, MAV_FRAME_MISSION, [1, plan.speed_m_s, -1, 0, 0, 0, 0])
-    add(MAV_CMD_DO_MOUNT_CONTROL, MAV_FRAME_MISSION, [-90.0, 0, 0, 0, 0, 0, 2])
+    # take gimbal control (sysid/compid -2: the mission itself), then point it straight down
+    add(MAV_CMD_DO_GIMBAL_MANAGER_CONFIGURE, MAV_FRAME_MISSION, [-2, -2, -1, -1, 0, 0, 0])
+    add(MAV_CMD_DO_GIMBAL_MANAGER_PITCHYAW, MAV_FRAME_MISSION, [-90.0, 0.0, math.nan, math.nan, 0, 0, 0])
     for wp in sortie.waypoints:
         add(MAV_CMD_NAV_WAYPOINT, MAV_FRAME_GLOBAL_RELATIVE_ALT, [0, 0, 0, math.nan, wp.lat, wp.lon, wp.rel_alt_m],
             wp.rel_alt_m)
@@ -124,7 +157,9 @@ def qgc_mission(plan: Plan, sortie: Sortie) -> dict[str, Any]:
             # are trimmed to half a footprint inside the grid, so the end photo matters)
             add(MAV_CMD_DO_SET_CAM_TRIGG_DIST, MAV_FRAME_MISSION, [0, 0, 1, 0, 0, 0, 0])
     add(MAV_CMD_NAV_RETURN_TO_LAUNCH, MAV_FRAME_MISSION, [0, 0, 0, 0, 0, 0, 0])
-    fence = [
+    fence = [{"inclusion": True, "polygon": [[lat, lon] for lon, lat in sortie_fence_ring(plan, sortie)[:-1]],
+              "version": 1}]
+    fence += [
         {"inclusion": False, "polygon": [[lat, lon] for lon, lat in ring[:-1]], "version": 1}
         for _, _, ring in no_fly_rings_buffered(plan)
     ]
@@ -147,18 +182,34 @@ def qgc_mission(plan: Plan, sortie: Sortie) -> dict[str, Any]:
     }
 
 
-def write_qgc_plan(plan: Plan, path: str | Path) -> list[Path]:
-    """Write QGroundControl ``.plan`` files; QGC holds one mission per file, so one per sortie.
+def per_sortie_paths(plan: Plan, path: str | Path) -> list[tuple[Sortie, Path]]:
+    """Where each sortie's file goes: ``<stem>.<sortie id><suffix>`` next to ``path``
+    (e.g. ``out.d0-s1.plan``), or ``path`` itself when the plan has a single sortie."""
+    p = Path(path)
+    if len(plan.sorties) == 1:
+        return [(plan.sorties[0], p)]
+    return [(s, p.with_name(f"{p.stem}.{s.id}{p.suffix}")) for s in plan.sorties]
 
-    With a single sortie the file is ``path``; otherwise ``<stem>.<sortie id>.plan`` next to
-    it (e.g. ``out.d0-s1.plan``). Returns the paths written.
+
+def write_qgc_plan(plan: Plan, path: str | Path) -> list[Path]:
+    """Write QGroundControl ``.plan`` files; QGC holds one mission per file.
+
+    The named ``path`` always exists: with one sortie it is that sortie; with several it
+    holds the first sortie (d0-s1) and every sortie is also written to
+    ``<stem>.<sortie id>.plan`` (:func:`per_sortie_paths`). Returns the paths written,
+    ``path`` first.
     """
     p = Path(path)
-    written = []
-    for s in plan.sorties:
-        target = p if len(plan.sorties) == 1 else p.with_name(f"{p.stem}.{s.id}{p.suffix or '.plan'}")
+    if not plan.sorties:
+        raise ValueError("the plan has no sorties: nothing to write for QGroundControl")
+
+    def dump(s: Sortie, target: Path) -> Path:
         target.write_text(json.dumps(qgc_mission(plan, s), indent=1, ensure_ascii=False), encoding="utf-8")
-        written.append(target)
+        return target
+
+    written = [dump(plan.sorties[0], p)]
+    if len(plan.sorties) > 1:
+        written += [dump(s, t) for s, t in per_sortie_paths(plan, p)]
     return written
 
 
@@ -176,7 +227,7 @@ def plan_features(plan: Plan) -> list[dict[str, Any]]:
         feats.append({"type": "Feature",
                       "properties": {"kind": "grid", "grid_id": g.id, "name": g.name, "area_m2": g.area_m2,
                                      "coverage_ratio": g.coverage_ratio, **{f"p_{k}": v for k, v in g.properties.items()}},
-                      "geometry": {"type": "Polygon", "coordinates": g.rings}})
+                      "geometry": _polygon_geometry(g.all_parts())})
     for zid, name, ring in no_fly_rings_buffered(plan):
         feats.append({"type": "Feature", "properties": {"kind": "no_fly", "zone_id": zid, "name": name},
                       "geometry": {"type": "Polygon", "coordinates": [ring]}})
@@ -193,6 +244,13 @@ def plan_features(plan: Plan) -> list[dict[str, Any]]:
                                      "grid_id": f["grid_id"]},
                       "geometry": {"type": "Polygon", "coordinates": [f["ring"]]}})
     return feats
+
+
+def _polygon_geometry(parts: list) -> dict[str, Any]:
+    """GeoJSON Polygon for one part, MultiPolygon for several (no part is dropped)."""
+    if len(parts) == 1:
+        return {"type": "Polygon", "coordinates": parts[0]}
+    return {"type": "MultiPolygon", "coordinates": parts}
 
 
 def write_geojson(plan: Plan, path: str | Path) -> Path:
@@ -229,25 +287,35 @@ def write_kml(plan: Plan, path: str | Path) -> Path:
         doc.append(f)
         return f
 
-    def polygon_pm(parent, name: str, style: str, rings, desc: str = "") -> None:
+    def polygon_pm(parent, name: str, style: str, rings, desc: str = "", parts=None) -> None:
+        """A polygon Placemark; ``parts`` (several [exterior, holes...]) become a MultiGeometry."""
         pm = E("Placemark")
         pm.append(E("name", name))
         if desc:
             pm.append(E("description", desc))
         pm.append(E("styleUrl", f"#{style}"))
-        pg = E("Polygon")
-        for i, ring in enumerate(rings):
-            b = E("outerBoundaryIs" if i == 0 else "innerBoundaryIs")
-            lr = E("LinearRing")
-            lr.append(E("coordinates", " ".join(f"{x},{y}" for x, y in ring)))
-            b.append(lr)
-            pg.append(b)
-        pm.append(pg)
+        polys = []
+        for part in parts or [rings]:
+            pg = E("Polygon")
+            for i, ring in enumerate(part):
+                b = E("outerBoundaryIs" if i == 0 else "innerBoundaryIs")
+                lr = E("LinearRing")
+                lr.append(E("coordinates", " ".join(f"{x},{y}" for x, y in ring)))
+                b.append(lr)
+                pg.append(b)
+            polys.append(pg)
+        if len(polys) == 1:
+            pm.append(polys[0])
+        else:
+            mg = E("MultiGeometry")
+            mg.extend(polys)
+            pm.append(mg)
         parent.append(pm)
 
     fg = folder("Grids")
     for g in plan.grids:
-        polygon_pm(fg, f"{g.id} {g.name}", "grid", g.rings, f"coverage {g.coverage_ratio:.1%}, {g.area_m2 / 1e4:.1f} ha")
+        polygon_pm(fg, f"{g.id} {g.name}", "grid", g.rings, f"coverage {g.coverage_ratio:.1%}, {g.area_m2 / 1e4:.1f} ha",
+                   parts=g.all_parts())
     fz = folder("No-fly zones (buffered)")
     for zid, name, ring in no_fly_rings_buffered(plan):
         polygon_pm(fz, f"{zid} {name}", "nofly", [ring])
@@ -291,5 +359,5 @@ def route_lines_local(plan: Plan) -> dict[str, LineString]:
     return out
 
 
-__all__ = ["write_qgc_plan", "write_kml", "write_geojson", "qgc_mission", "footprints", "plan_features",
+__all__ = ["write_qgc_plan", "per_sortie_paths", "sortie_fence_ring", "write_kml", "write_geojson", "qgc_mission", "footprints", "plan_features",
            "no_fly_rings_buffered", "route_lines_local"]

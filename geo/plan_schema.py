@@ -59,19 +59,32 @@ class Sortie:
 class PlannedGrid:
     id: str
     name: str
-    #: exterior ring then hole rings, each [[lon, lat], ...], WGS-84
+    #: exterior ring then hole rings, each [[lon, lat], ...], WGS-84 (the largest part)
     rings: list[list[list[float]]]
     area_m2: float = 0.0
     coverage_ratio: float = 0.0
     properties: dict[str, Any] = field(default_factory=dict)
+    #: every part of a multi-part grid, each as ``rings`` (empty for a one-part grid: use ``rings``)
+    parts: list[list[list[list[float]]]] = field(default_factory=list)
+
+    def all_parts(self) -> list[list[list[list[float]]]]:
+        """Every polygon of the grid (exterior + holes each), so no output drops a part."""
+        return self.parts or [self.rings]
 
 
 @dataclass
 class NoFlyZone:
     id: str
     name: str
+    #: exterior ring then hole rings of the largest part, [[lon, lat], ...], WGS-84
     rings: list[list[list[float]]]
     buffer_m: float = 0.0
+    #: every part of a multi-part zone (empty for a one-part zone: use ``rings``)
+    parts: list[list[list[list[float]]]] = field(default_factory=list)
+
+    def all_parts(self) -> list[list[list[list[float]]]]:
+        """Every polygon of the zone, so a fence or a map never drops a part."""
+        return self.parts or [self.rings]
 
 
 @dataclass

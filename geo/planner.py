@@ -90,6 +90,16 @@ def _polys(g) -> list[Polygon]:
     return [p for p in getattr(g, "geoms", []) if isinstance(p, Polygon) and not p.is_empty]
 
 
+def _rings_of(geom) -> list[list[list[list[float]]]]:
+    """Every polygon of ``geom`` (largest first) as [exterior, hole, ...] rings of rounded [lon, lat]."""
+    out = []
+    for p in sorted(_polys(geom), key=lambda p: -p.area):
+        rings = [[[round(x, 8), round(y, 8)] for x, y in p.exterior.coords]]
+        rings += [[[round(x, 8), round(y, 8)] for x, y in h.coords] for h in p.interiors]
+        out.append(rings)
+    return out
+
+
 @dataclass
 class _GridTask:
     grid_id: str
@@ -560,19 +570,17 @@ def plan_patrol(
     for g in grids:
         routes, allowed_area, _ = results[g.id]
         imaged = sum(r.imaged_area_m2 for r in routes)
-        main = max(_polys(g.polygon), key=lambda p: p.area)
-        rings = [[[round(x, 8), round(y, 8)] for x, y in main.exterior.coords]]
-        rings += [[[round(x, 8), round(y, 8)] for x, y in h.coords] for h in main.interiors]
+        parts = _rings_of(g.polygon)
         planned.append(PlannedGrid(
-            id=g.id, name=g.name, rings=rings, area_m2=round(float(grid_local[g.id].area), 1),
+            id=g.id, name=g.name, rings=parts[0], area_m2=round(float(grid_local[g.id].area), 1),
             coverage_ratio=round(min(1.0, imaged / allowed_area) if allowed_area > 0 else 0.0, 5),
-            properties=dict(g.properties),
+            properties=dict(g.properties), parts=parts if len(parts) > 1 else [],
         ))
     nfz = []
     for z in no_fly:
-        main = max(_polys(z.polygon), key=lambda p: p.area)
-        rings = [[[round(x, 8), round(y, 8)] for x, y in main.exterior.coords]]
-        nfz.append(NoFlyZone(id=z.id, name=z.name, rings=rings, buffer_m=z.buffer_m))
+        parts = _rings_of(z.polygon)
+        nfz.append(NoFlyZone(id=z.id, name=z.name, rings=parts[0], buffer_m=z.buffer_m,
+                             parts=parts if len(parts) > 1 else []))
     plan = Plan(
         home=Home(hlat, hlon, halt), camera=camera.to_dict(), altitude_m=round(alt, 2), gsd_cm=round(gsd, 3),
         speed_m_s=speed_m_s, side_overlap=side_overlap, front_overlap=front_overlap,

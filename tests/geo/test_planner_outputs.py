@@ -150,7 +150,9 @@ def test_endurance_splits_sorties_and_drones_share(county):
 
 def test_qgc_plan_structure(ci_plan, tmp_path):
     paths = write_qgc_plan(ci_plan, tmp_path / "out.plan")
-    assert [p.name for p in paths] == [f"out.{s.id}.plan" for s in ci_plan.sorties]
+    # the named file exists (the first sortie) and every sortie has its own file as well
+    assert [p.name for p in paths] == ["out.plan"] + [f"out.{s.id}.plan" for s in ci_plan.sorties]
+    assert paths[0].read_text(encoding="utf-8") == paths[1].read_text(encoding="utf-8")
     doc = json.loads(paths[0].read_text(encoding="utf-8"))
     assert doc["fileType"] == "Plan" and doc["version"] == 1
     m = doc["mission"]
@@ -170,10 +172,25 @@ def test_qgc_plan_structure(ci_plan, tmp_path):
     # start: per-line distance (<= nominal) and one photo at once; stop: distance 0 and a last photo
     assert trig[0][0] == pytest.approx(first.trigger_distance_m) and 0 < trig[0][0] <= ci_plan.trigger_distance_m
     assert trig[0][2] == 1 and trig[1][0] == 0 and trig[1][2] == 1
+    # current gimbal protocol: configure (1001) then pitch/yaw (1000) straight down; no DO_MOUNT_CONTROL
+    cmds = [it["command"] for it in items]
+    assert 205 not in cmds and cmds.index(1001) < cmds.index(1000) < cmds.index(16)
+    assert items[cmds.index(1000)]["params"][:2] == [-90.0, 0.0]
     fence = doc["geoFence"]
-    assert fence["version"] == 2 and fence["polygons"][0]["inclusion"] is False
-    lat, lon = fence["polygons"][0]["polygon"][0]
+    assert fence["version"] == 2
+    incl = [p for p in fence["polygons"] if p["inclusion"]]
+    excl = [p for p in fence["polygons"] if not p["inclusion"]]
+    assert len(incl) == 1 and len(excl) == 1
+    lat, lon = excl[0]["polygon"][0]
     assert 30 < lat < 30.2 and 120.2 < lon < 120.4
+    # the inclusion fence holds the sortie's grids, its home and every waypoint
+    from shapely.geometry import Polygon as P
+    fence_poly = P([(lo, la) for la, lo in incl[0]["polygon"]])
+    for g in ci_plan.grids:
+        if g.id in s0.grid_ids:
+            assert fence_poly.contains(P(g.rings[0]))
+    assert all(fence_poly.contains(Point(w.lon, w.lat)) for w in s0.waypoints)
+    assert fence_poly.contains(Point(ci_plan.home.lon, ci_plan.home.lat))
     assert doc["rallyPoints"]["points"] == []
 
 
