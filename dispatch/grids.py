@@ -94,13 +94,18 @@ class GridIndex:
         return len(self.grids)
 
 
-def load_grid_index(path: str | None, crs: str) -> GridIndex:
-    """Load grids from a county file (GeoJSON/KML/Shapefile in ``crs``); None -> no grids."""
+def load_grid_index(path: str | None, crs: str | None) -> GridIndex:
+    """Load grids from a county file (GeoJSON/KML/Shapefile); None -> no grids.
+
+    ``crs`` (``Settings.grids_crs``, i.e. ``SKYGRID_GRIDS_CRS`` or ``serve --crs``) is resolved
+    as `skygrid plan` does (:func:`geo.grids.resolve_crs`): the file's own declaration when
+    no CRS is given, an error naming the file when neither says.
+    """
     if not path:
         return GridIndex([])
-    from geo.grids import load_grids
+    from geo.grids import load_grids, resolve_crs
 
-    return GridIndex(load_grids(path, crs))
+    return GridIndex(load_grids(path, resolve_crs(path, crs)))
 
 
 def sync_grids(session: Session, index: GridIndex) -> None:

@@ -363,7 +363,6 @@ def build_geofence(
 ) -> list[FencePolygon]:
     """Inclusion polygon = patrol area; one exclusion polygon per no-fly zone (buffered
     by its ``buffer_m``). Vertices are simplified so all polygons fit ``max_points``."""
-    from shapely.geometry import Polygon
 
     area, frame = patrol_area_local(plan, buffer_m)
     zones = []

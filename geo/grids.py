@@ -10,8 +10,10 @@ usable input (lat/lon that look swapped) raises a :class:`GridImportWarning`.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +72,10 @@ class _RawFeature:
     #: list of polygons; each polygon = [exterior, hole, ...], each ring an (n, 2) array
     polygons: list[list[np.ndarray]]
     label: str  # "feature 3" / "placemark 3" / "record 3"
+    #: why this one feature cannot be used (the others still can: ``skip_bad``)
+    error: str | None = None
+    #: a feature that is not an area at all (a KML point / line): skipped with a warning
+    not_area: str | None = None
 
 
 def _read_geojson(path: Path) -> Iterator[_RawFeature]:
@@ -90,11 +96,13 @@ def _read_geojson(path: Path) -> Iterator[_RawFeature]:
     for i, f in enumerate(feats, 1):
         label = f"feature {i}"
         if not isinstance(f, dict):
-            raise GridImportError(f"{path}: {label}: not a GeoJSON Feature object")
+            yield _RawFeature({}, [], label, error=f"{path}: {label}: not a GeoJSON Feature object")
+            continue
         props = f.get("properties") or {}
         geom = f.get("geometry")
         polys: list[list[np.ndarray]] = []
-        if geom is not None:
+        error = None
+        if isinstance(geom, dict):
             gtype = geom.get("type")
             coords = geom.get("coordinates")
             try:
@@ -103,14 +111,10 @@ def _read_geojson(path: Path) -> Iterator[_RawFeature]:
                 elif gtype == "MultiPolygon":
                     polys = [[_ring(r) for r in p] for p in coords]
                 else:
-                    raise GridImportError(
-                        f"{path}: {label}{_idhint(props)}: geometry type {gtype!r} is not Polygon or MultiPolygon"
-                    )
+                    error = f"{path}: {label}{_idhint(props)}: geometry type {gtype!r} is not Polygon or MultiPolygon"
             except (TypeError, ValueError, IndexError) as e:
-                if isinstance(e, GridImportError):
-                    raise
-                raise GridImportError(f"{path}: {label}{_idhint(props)}: malformed coordinates ({e})") from None
-        yield _RawFeature(dict(props), polys, label)
+                error = f"{path}: {label}{_idhint(props)}: malformed coordinates ({e})"
+        yield _RawFeature(dict(props), polys, label, error=error)
 
 
 def _ring(coords) -> np.ndarray:
@@ -123,11 +127,13 @@ def _ring(coords) -> np.ndarray:
 _KML_NS = "{http://www.opengis.net/kml/2.2}"
 
 
-def _read_kml(path: Path) -> Iterator[_RawFeature]:
+def _read_kml(path: Path, data: bytes | None = None) -> Iterator[_RawFeature]:
+    """KML placemarks; ``data`` = the document's bytes when it came out of a KMZ."""
     from lxml import etree
 
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
-        root = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
+        root = (etree.parse(str(path), parser) if data is None else etree.ElementTree(etree.fromstring(data, parser))).getroot()
     except etree.XMLSyntaxError as e:
         raise GridImportError(f"{path}: line {e.lineno}: invalid KML/XML: {e.msg}") from None
 
@@ -145,7 +151,7 @@ def _read_kml(path: Path) -> Iterator[_RawFeature]:
             try:
                 pts.append((float(parts[0]), float(parts[1])))
             except (ValueError, IndexError):
-                raise GridImportError(f"{path}: {where}: bad coordinate {tok!r} (expected lon,lat[,alt])") from None
+                raise ValueError(f"{path}: {where}: bad coordinate {tok!r} (expected lon,lat[,alt])") from None
         return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
 
     for i, pm in enumerate(children(root, "Placemark"), 1):
@@ -162,16 +168,24 @@ def _read_kml(path: Path) -> Iterator[_RawFeature]:
             if d.get("name"):
                 props[d.get("name")] = (d.text or "").strip()
         polys = []
-        for pg in children(pm, "Polygon"):
-            rings = []
-            for b in pg:
-                if local(b.tag) == "outerBoundaryIs":
-                    rings.insert(0, parse_coords(b, label))
-                elif local(b.tag) == "innerBoundaryIs":
-                    rings.append(parse_coords(b, label))
-            polys.append(rings)
-        if not polys and (children(pm, "Point") or children(pm, "LineString")):
-            raise GridImportError(f"{path}: {label}{_idhint(props)}: geometry is not a Polygon")
+        try:
+            for pg in children(pm, "Polygon"):
+                rings = []
+                for b in pg:
+                    if local(b.tag) == "outerBoundaryIs":
+                        rings.insert(0, parse_coords(b, label))
+                    elif local(b.tag) == "innerBoundaryIs":
+                        rings.append(parse_coords(b, label))
+                polys.append(rings)
+        except ValueError as e:
+            yield _RawFeature(props, [], label, error=str(e))
+            continue
+        if not polys:
+            kinds = [k for k in ("Point", "LineString") if children(pm, k)]
+            if kinds:  # labels, pins and tracks often sit in the same KML as the grid outlines
+                yield _RawFeature(props, [], label, not_area=f"{path}: {label}{_idhint(props)}: a {kinds[0]}, "
+                                  "not a polygon — skipped")
+                continue
         yield _RawFeature(props, polys, label)
 
 
@@ -291,15 +305,154 @@ def _assemble_rings(rings: list[np.ndarray]) -> list[list[np.ndarray]]:
     return outers
 
 
+def _zip_members(path: Path, suffix: str) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    try:
+        z = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise GridImportError(f"{path}: not a zip archive") from None
+    members = [m for m in z.infolist() if not m.is_dir() and m.filename.lower().endswith(suffix)
+               and not Path(m.filename).name.startswith("._")]  # macOS resource forks
+    return z, members
+
+
+def _read_kmz(path: Path) -> Iterator[_RawFeature]:
+    """KMZ = zipped KML: the archive's main document (doc.kml, else its only .kml)."""
+    z, kmls = _zip_members(path, ".kml")
+    with z:
+        if not kmls:
+            raise GridImportError(f"{path}: the KMZ holds no .kml document")
+        main = next((m for m in kmls if Path(m.filename).name.lower() == "doc.kml"), None)
+        if main is None and len(kmls) > 1:
+            raise GridImportError(f"{path}: the KMZ holds several .kml documents and no doc.kml: "
+                                  + ", ".join(m.filename for m in kmls))
+        data = z.read(main or kmls[0])
+    yield from _read_kml(path, data)
+
+
+def _read_zipped_shapefile(path: Path) -> Iterator[_RawFeature]:
+    """A zipped shapefile (.shp with .dbf/.prj/.cpg beside it), as county GIS offices send them."""
+    import tempfile
+
+    z, shps = _zip_members(path, ".shp")
+    with z:
+        if len(shps) != 1:
+            found = ", ".join(m.filename for m in shps) or "none"
+            raise GridImportError(f"{path}: expected exactly one .shp in the zip, found {found}")
+        stem = shps[0].filename[:-4]
+        with tempfile.TemporaryDirectory(prefix="skygrid-shp-") as tmp:
+            for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
+                m = next((i for i in z.infolist() if i.filename.lower() == (stem + ext).lower()), None)
+                if m is not None:  # written under a fixed name: no path from the archive is trusted
+                    (Path(tmp) / f"grids{ext}").write_bytes(z.read(m))
+            feats = list(_read_shapefile(Path(tmp) / "grids.shp"))  # read before the folder goes
+    yield from feats
+
+
 def _reader(path: Path):
     suf = path.suffix.lower()
     if suf in (".geojson", ".json"):
         return _read_geojson
     if suf == ".kml":
         return _read_kml
+    if suf == ".kmz":
+        return _read_kmz
     if suf == ".shp":
         return _read_shapefile
-    raise GridImportError(f"{path}: unknown grid file type {suf!r}; use .geojson/.json, .kml or .shp")
+    if suf == ".zip":
+        return _read_zipped_shapefile
+    raise GridImportError(f"{path}: unknown grid file type {suf!r}; use .geojson/.json, .kml/.kmz, .shp or "
+                          "a zipped shapefile (.zip)")
+
+
+# --------------------------------------------------------------------------------------
+# which coordinate system a file is in
+
+
+#: names a GeoJSON ``crs`` member may carry, -> our CRS name. CGCS2000 (EPSG:4490) and
+#: WGS-84 agree to a few centimetres, far below a grid's accuracy.
+_DECLARED = {
+    "wgs84": "wgs84", "wgs-84": "wgs84", "epsg:4326": "wgs84", "urn:ogc:def:crs:epsg::4326": "wgs84",
+    "urn:ogc:def:crs:ogc:1.3:crs84": "wgs84", "crs84": "wgs84", "epsg:4490": "wgs84",
+    "urn:ogc:def:crs:epsg::4490": "wgs84", "cgcs2000": "wgs84",
+    "gcj02": "gcj02", "gcj-02": "gcj02", "bd09": "bd09", "bd-09": "bd09",
+}
+
+
+def declared_crs(path: str | Path) -> tuple[str | None, str]:
+    """The coordinate system a grid file declares itself, and how strongly.
+
+    Returns (crs or None, kind): kind ``"member"`` for a GeoJSON ``crs`` member (binding),
+    ``"prj"`` for a shapefile's .prj (a datum: WGS-84/CGCS2000 — but AMap-derived shapefiles
+    often carry a WGS-84 .prj over GCJ-02 coordinates, so an explicit --crs overrides it),
+    ``""`` when the file declares nothing (KML/KMZ always: KML says WGS-84 by definition, yet
+    Chinese map tools write GCJ-02 into it).
+    """
+    p = Path(path)
+    suf = p.suffix.lower()
+    if suf in (".geojson", ".json"):
+        try:
+            data = json.loads(p.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            return None, ""
+        crs = data.get("crs") if isinstance(data, dict) else None
+        if not isinstance(crs, dict):
+            return None, ""
+        name = str((crs.get("properties") or {}).get("name", "")).strip()
+        got = _DECLARED.get(name.lower())
+        if got is None:
+            raise GridImportError(f"{p}: declares crs {name!r}, which SkyGrid does not read; use WGS-84 "
+                                  "(urn:ogc:def:crs:OGC:1.3:CRS84), gcj02 or bd09, or reproject the file")
+        return got, "member"
+    if suf == ".shp":
+        return ("wgs84", "prj") if p.with_suffix(".prj").exists() else (None, "")
+    if suf == ".zip":
+        try:
+            with zipfile.ZipFile(p) as z:
+                return ("wgs84", "prj") if any(n.lower().endswith(".prj") for n in z.namelist()) else (None, "")
+        except (OSError, zipfile.BadZipFile):
+            return None, ""
+    return None, ""
+
+
+#: the one setting that names the CRS of undeclared grid files, read by `skygrid plan` and
+#: `skygrid serve` alike (dispatch Settings.grids_crs reads the same variable)
+CRS_ENV = "SKYGRID_GRIDS_CRS"
+
+
+def resolve_crs(path: str | Path, given: str | None, option: str = "--crs",
+                environ: dict[str, str] | None = None) -> str:
+    """The CRS to read ``path`` in: ``given`` (the user's --crs), else the file's own
+    declaration, else ``SKYGRID_GRIDS_CRS``, else an error asking for --crs.
+
+    There is no reliable test that tells GCJ-02 from WGS-84 by the coordinates alone (the
+    offset is a smooth shift of a few hundred metres that keeps every grid plausible), so
+    a file that does not say which it is must be told: guessing wrong sends the drone
+    ~500 m off with no other sign. A --crs that contradicts a GeoJSON ``crs`` member is an
+    error; one that contradicts a shapefile's .prj wins with a warning (see
+    :func:`declared_crs`).
+    """
+    env = os.environ if environ is None else environ
+    if given is not None and given not in CRS_NAMES:
+        raise GridImportError(f"{option} {given!r}: expected one of {', '.join(CRS_NAMES)}")
+    declared, kind = declared_crs(path)
+    if given is not None:
+        if declared is not None and declared != given:
+            if kind == "member":
+                raise GridImportError(f"{path}: the file declares its coordinates as {declared} but {option} {given} "
+                                      f"was given; drop {option} or correct the file's crs member")
+            warnings.warn(f"{path}: the .prj says WGS-84/CGCS2000 but {option} {given} was given; reading the "
+                          f"coordinates as {given}", GridImportWarning, stacklevel=2)
+        return given
+    if declared is not None:
+        return declared
+    fallback = (env.get(CRS_ENV) or "").strip().lower()
+    if fallback:
+        if fallback not in CRS_NAMES:
+            raise GridImportError(f"{CRS_ENV}={fallback!r}: expected one of {', '.join(CRS_NAMES)}")
+        return fallback
+    raise GridImportError(
+        f"{path}: the file does not say which coordinate system it uses; pass {option} wgs84 (GPS, QGIS, "
+        f"天地图), {option} gcj02 (高德/腾讯 AMap exports) or {option} bd09 (百度), or set {CRS_ENV}")
 
 
 # --------------------------------------------------------------------------------------
@@ -353,31 +506,36 @@ def _check_range(polys: list[list[np.ndarray]], where: str, crs: str) -> None:
 
 
 def _to_geometry(polys: list[list[np.ndarray]], where: str, crs: str) -> Polygon | MultiPolygon:
+    """Validate in the file's own coordinates (so a reported position is one the user can find
+    in their file or map), then convert every vertex to WGS-84."""
     if not polys or all(len(p) == 0 or len(p[0]) == 0 for p in polys):
         raise GridImportError(f"{where}: empty polygon (no coordinates)")
-    out = []
+    axes = "lon lat" if crs == "wgs84" else f"lon lat, {crs} as in the file"
+    raw = []
     for pi, rings in enumerate(polys, 1):
-        conv = []
         for ri, r in enumerate(rings):
             if len(r) < 3 or (len(r) < 4 and np.allclose(r[0], r[-1])):
                 raise GridImportError(f"{where}: ring {ri + 1} of polygon {pi} has {len(r)} points; a ring needs at least 3")
-            lon, lat = to_wgs84(r[:, 0], r[:, 1], crs)
-            conv.append(np.column_stack([np.asarray(lon), np.asarray(lat)]))
-        p = Polygon(conv[0], conv[1:])
+        p = Polygon(rings[0], rings[1:])
         if p.is_empty or p.convex_hull.area == 0:
             raise GridImportError(f"{where}: empty polygon (zero area)")
         if not p.is_valid:
             why = explain_validity(p)
-            raise GridImportError(f"{where}: invalid polygon {pi}: {why} (lon lat); fix the outline (e.g. QGIS 'Fix geometries')")
-        out.append(p)
-    geom: Polygon | MultiPolygon = out[0] if len(out) == 1 else MultiPolygon(out)
-    if not geom.is_valid:
-        why = explain_validity(geom)
-        raise GridImportError(f"{where}: invalid multipolygon: {why} (lon lat)")
-    return geom
+            raise GridImportError(f"{where}: invalid polygon {pi}: {why} ({axes}); fix the outline (e.g. QGIS 'Fix geometries')")
+        raw.append(p)
+    if len(raw) > 1 and not MultiPolygon(raw).is_valid:
+        raise GridImportError(f"{where}: invalid multipolygon: {explain_validity(MultiPolygon(raw))} ({axes})")
+    out = []
+    for rings in polys:
+        conv = []
+        for r in rings:
+            lon, lat = to_wgs84(r[:, 0], r[:, 1], crs)
+            conv.append(np.column_stack([np.asarray(lon), np.asarray(lat)]))
+        out.append(Polygon(conv[0], conv[1:]))
+    return out[0] if len(out) == 1 else MultiPolygon(out)
 
 
-def _features(path: str | Path, crs: str, id_field: str | None, kind: str):
+def _features(path: str | Path, crs: str, id_field: str | None, kind: str, skip_bad: bool = False):
     p = Path(path)
     if crs not in CRS_NAMES:
         raise GridImportError(f"unknown CRS {crs!r}; expected one of {', '.join(CRS_NAMES)}")
@@ -394,38 +552,67 @@ def _features(path: str | Path, crs: str, id_field: str | None, kind: str):
         raise GridImportError(f"{p}: cannot read: {e.strerror or e}") from None
     except (struct.error, ValueError, IndexError) as e:
         raise GridImportError(f"{p}: unreadable {kind} file: {e}") from None
-    if not raw:
-        raise GridImportError(f"{p}: no {kind} features found")
     seen: dict[str, str] = {}
+    out = []
+    bad: list[str] = []
     for f in raw:
-        fid = _pick(f.properties, ID_FIELDS, id_field)
-        if fid in (None, ""):
-            want = repr(id_field) if id_field else "one of " + ", ".join(ID_FIELDS[:5])
-            raise GridImportError(f"{p}: {f.label}: missing {kind} id (property {want}); pass --id-field NAME")
-        fid = str(fid).strip()
-        if fid in seen:
-            raise GridImportError(f"{p}: {f.label}: duplicate {kind} id {fid!r} (first used by {seen[fid]})")
+        if f.not_area:
+            warnings.warn(f.not_area, GridImportWarning, stacklevel=3)
+            continue
+        try:
+            if f.error:
+                raise GridImportError(f.error)
+            fid = _pick(f.properties, ID_FIELDS, id_field)
+            if fid in (None, ""):
+                want = repr(id_field) if id_field else "one of " + ", ".join(ID_FIELDS[:5])
+                raise GridImportError(f"{p}: {f.label}: missing {kind} id (property {want}); pass --id-field NAME")
+            fid = str(fid).strip()
+            if fid in seen:
+                raise GridImportError(f"{p}: {f.label}: duplicate {kind} id {fid!r} (first used by {seen[fid]})")
+            where = f"{p}: {f.label} ({kind} {fid})"
+            _check_range(f.polygons, where, crs)
+            geom = _to_geometry(f.polygons, where, crs)
+        except GridImportError as e:
+            if not skip_bad:
+                raise
+            bad.append(str(e))
+            warnings.warn(f"skipped: {e}", GridImportWarning, stacklevel=3)
+            continue
         seen[fid] = f.label
-        where = f"{p}: {f.label} ({kind} {fid})"
-        _check_range(f.polygons, where, crs)
-        geom = _to_geometry(f.polygons, where, crs)
         name = _pick(f.properties, NAME_FIELDS, None)
-        yield fid, str(name) if name not in (None, "") else fid, geom, f.properties, f"{p.name} {f.label}"
+        out.append((fid, str(name) if name not in (None, "") else fid, geom, f.properties, f"{p.name} {f.label}"))
+    if not out:
+        why = f" ({len(bad)} skipped as bad: {bad[0]})" if bad else ""
+        raise GridImportError(f"{p}: no {kind} features found{why}")
+    return out
 
 
-def load_grids(path: str | Path, crs: str = "wgs84", id_field: str | None = None) -> list[Grid]:
-    """Read grid polygons from GeoJSON (.geojson/.json), KML (.kml) or ESRI Shapefile (.shp).
+def load_grids(path: str | Path, crs: str = "wgs84", id_field: str | None = None,
+               skip_bad: bool = False) -> list[Grid]:
+    """Read grid polygons from GeoJSON (.geojson/.json), KML (.kml/.kmz) or ESRI Shapefile
+    (.shp, or a .zip holding one).
+
+    KML points and lines (labels, pins) are skipped with a :class:`GridImportWarning`.
+    With ``skip_bad`` a feature that cannot be used (bad geometry, missing or duplicate id)
+    is reported as a warning and left out instead of refusing the whole file. Entry points
+    that take user files resolve ``crs`` with :func:`resolve_crs` first.
 
     ``crs`` is the datum of the file's coordinates (``wgs84``, ``gcj02`` for AMap exports,
     ``bd09`` for Baidu); every vertex is converted to WGS-84. ``id_field`` names the
     property holding the grid id (default: the first of :data:`ID_FIELDS` present). All
     properties are kept. Raises :class:`GridImportError` naming file, feature and id.
     """
-    return [Grid(fid, name, geom, props, src) for fid, name, geom, props, src in _features(path, crs, id_field, "grid")]
+    return [Grid(fid, name, geom, props, src)
+            for fid, name, geom, props, src in _features(path, crs, id_field, "grid", skip_bad)]
 
 
-def load_no_fly(path: str | Path, crs: str = "wgs84", id_field: str | None = None, default_buffer_m: float = 0.0) -> list[NoFlyArea]:
-    """Read no-fly zones (same formats as :func:`load_grids`); ``buffer_m`` property = safety buffer in metres."""
+def load_no_fly(path: str | Path, crs: str = "wgs84", id_field: str | None = None,
+                default_buffer_m: float = 0.0) -> list[NoFlyArea]:
+    """Read no-fly zones (same formats as :func:`load_grids`); ``buffer_m`` property = safety buffer in metres.
+
+    There is no ``skip_bad`` here on purpose: silently flying without a no-fly zone that did
+    not import is worse than stopping, so every zone must import.
+    """
     out = []
     for fid, name, geom, props, src in _features(path, crs, id_field, "zone"):
         b = props.get("buffer_m", default_buffer_m)

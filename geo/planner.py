@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.ops import nearest_points
 
 from geo.camera import DEFAULT_CAMERA, PRESETS, CameraModel
 from geo.coverage import CellRoute, FlightModel, RoutePoint, SweepParams, plan_region
@@ -88,6 +89,29 @@ def _polys(g) -> list[Polygon]:
     if isinstance(g, Polygon):
         return [g]
     return [p for p in getattr(g, "geoms", []) if isinstance(p, Polygon) and not p.is_empty]
+
+
+def default_home(grids: Sequence[Grid], no_fly: Sequence[NoFlyArea] = (), inset_m: float = 5.0) -> tuple[float, float]:
+    """A launch point inside a grid when none is given: (lat, lon) WGS-84.
+
+    The centroid of all grids when it lies inside one (and outside every buffered no-fly
+    zone), else the nearest point ``inset_m`` metres inside a grid. The plain centroid of
+    two grids can be a field or a river between them, where no 飞手 would stand.
+    """
+    c = shapely.union_all([g.polygon for g in grids]).centroid
+    frame = LocalFrame(c.y, c.x)
+    area = shapely.union_all([_to_local(g.polygon, frame) for g in grids])
+    if no_fly:
+        area = area.difference(shapely.union_all([_to_local(z.polygon, frame).buffer(z.buffer_m + SAFETY_M)
+                                                  for z in no_fly]))
+    inner = area.buffer(-inset_m)
+    target = inner if not inner.is_empty else area
+    if target.is_empty:
+        raise PlanningError("no place to launch from: every grid lies inside a no-fly zone; give --home")
+    origin = shapely.points(0.0, 0.0)
+    pt = origin if target.contains(origin) else nearest_points(target, origin)[0]
+    lon, lat = frame.to_wgs84(np.array([pt.x]), np.array([pt.y]))
+    return float(np.atleast_1d(lat)[0]), float(np.atleast_1d(lon)[0])
 
 
 def _rings_of(geom) -> list[list[list[list[float]]]]:
@@ -320,6 +344,7 @@ def plan_patrol(
     max_no_fly_fraction: float | None = None,
     workers: int | None = None,
     source: str = "",
+    home_label: str | None = None,
 ) -> Plan:
     """Plan a patrol over ``grids`` from ``home`` = (lat, lon[, alt_amsl_m]) in WGS-84.
 
@@ -374,7 +399,8 @@ def plan_patrol(
     obstacles = shapely.union_all([zl for _, zl in zones_local]) if zones_local else None
     if obstacles is not None and obstacles.contains(shapely.points(h0)):
         z = next(z for z, zl in zones_local if zl.contains(shapely.points(h0)))
-        raise PlanningError(f"home ({hlat:.6f}, {hlon:.6f}) is inside no-fly zone {z.id} ({z.name}) or its buffer")
+        where = home_label or f"({hlat:.6f}, {hlon:.6f})"
+        raise PlanningError(f"home {where} is inside no-fly zone {z.id} ({z.name}) or its buffer")
 
     # --- grids -------------------------------------------------------------------------
     tasks = []

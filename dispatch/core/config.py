@@ -29,7 +29,9 @@ class Settings(BaseModel):
     database_url: str = "sqlite:///work/skygrid.db"
     evidence_dir: str = "work/evidence"
     grids_file: str | None = None
-    grids_crs: str = "gcj02"
+    #: CRS of grids_file when the file does not declare one: SKYGRID_GRIDS_CRS, the same setting
+    #: `skygrid plan` falls back to (None: the file must declare it; see geo.grids.resolve_crs)
+    grids_crs: str | None = None
     routing_file: str | None = None  # None -> dispatch/defaults/routing.yaml
     sla_check_interval_s: float = Field(1.0, gt=0)
     group_radius_m: float = Field(50.0, gt=0)  # incidents of one class closer than this merge

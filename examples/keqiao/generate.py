@@ -91,7 +91,9 @@ def build() -> None:
                     },
                 }
             )
-    fc = {"type": "FeatureCollection", "name": "杨汛桥街道网格 (GCJ-02, AMap export)", "features": features}
+    # the "crs" member declares the datum, so `skygrid plan`/`serve` need no --crs for this file
+    gcj = {"type": "name", "properties": {"name": "gcj02"}}
+    fc = {"type": "FeatureCollection", "crs": gcj, "name": "杨汛桥街道网格 (GCJ-02, AMap export)", "features": features}
     (HERE / "grids.geojson").write_text(json.dumps(fc, ensure_ascii=False, indent=1), encoding="utf-8")
 
     # a substation no-fly zone (circle of 110 m) inside the block
@@ -101,6 +103,7 @@ def build() -> None:
     glon, glat = wgs84_to_gcj02(lon, lat)
     nf = {
         "type": "FeatureCollection",
+        "crs": gcj,
         "features": [
             {
                 "type": "Feature",

@@ -24,7 +24,9 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
     p.add_argument("--db", help="database URL (default: SKYGRID_DATABASE_URL or sqlite:///work/skygrid.db)")
     p.add_argument("--grids", help="grid polygons (GeoJSON/KML/Shapefile) with grid_worker, area_type properties")
-    p.add_argument("--crs", help="CRS of the grid file: wgs84, gcj02 (default) or bd09")
+    p.add_argument("--crs", choices=["wgs84", "gcj02", "bd09"],
+                   help="CRS of the grid file: wgs84, gcj02 or bd09 (default: the file's own declaration, else "
+                        "SKYGRID_GRIDS_CRS, the same setting `skygrid plan` uses; required when neither says)")
     p.add_argument("--routing", help="routing rules YAML (default: the packaged dispatch/defaults/routing.yaml)")
     p.add_argument("--evidence-dir", help="folder for evidence images (default: work/evidence)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")

@@ -30,6 +30,9 @@ def test_plan_command_reports_errors(tmp_path, capsys):
     bad.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
                    '"geometry": {"type": "Polygon", "coordinates": [[[120.3, 30.0], [120.31, 30.0], [120.31, 30.01], [120.3, 30.0]]]}}]}')
     rc = main(["plan", str(bad), "--out", str(tmp_path / "p.json")])
+    assert rc == 1  # the file does not say its CRS: --crs is required, never guessed
+    assert "does not say which coordinate system" in capsys.readouterr().err
+    rc = main(["plan", str(bad), "--crs", "wgs84", "--out", str(tmp_path / "p.json")])
     assert rc == 1
     assert "feature 1: missing grid id" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
