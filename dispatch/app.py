@@ -177,9 +177,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.add_middleware(EdgeGuard, settings=settings, authenticate=authenticate_scope)
     install_docs(app)
 
-    from dispatch.api import directory, evidence, export, incidents, open311, replay, stats, tickets
+    from dispatch.api import directory, evidence, export, incidents, open311, planner, replay, stats, tickets
 
-    for mod in (incidents, tickets, directory, stats, evidence, open311, export, replay):
+    for mod in (incidents, tickets, directory, stats, evidence, open311, export, replay, planner):
         app.include_router(mod.router)
 
     @app.get("/healthz", tags=["meta"])

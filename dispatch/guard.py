@@ -165,6 +165,7 @@ def body_limits(settings: Any) -> list[tuple[re.Pattern[str], int]]:
         (re.compile(r"^/api/v1/tickets/[^/]+/photos$"), img + small),
         (re.compile(r"^/api/v1/(telemetry|plan)$"), bulk),
         (re.compile(r"^/api/v1/replay$"), max(bulk, REPLAY_MAX_LOG_BYTES + small)),  # a flight log upload
+        (re.compile(r"^/api/v1/planner/"), bulk),  # grid files and whole plans
     ]
 
 

@@ -22,6 +22,21 @@ from flight.records import FlightEvent, Telemetry
 log = logging.getLogger("skygrid.flight.reporting")
 
 
+def upload_plan(base_url: str, token: str, plan: dict[str, Any], timeout_s: float = 15.0) -> str | None:
+    """PUT the plan being flown to dispatch (``/api/v1/plan``) so the command room draws its
+    routes. Returns None on success, else why not (the flight goes on: the plan is a view)."""
+    import httpx
+
+    try:
+        r = httpx.put(f"{base_url.rstrip('/')}/api/v1/plan", json=plan, timeout=timeout_s,
+                      headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as e:
+        return f"dispatch unreachable at {base_url}: {e}"
+    if r.status_code >= 400:
+        return f"dispatch refused the plan: HTTP {r.status_code} {r.text[:200]}"
+    return None
+
+
 class DispatchReporter:
     """Posts flight streams to dispatch and applies its drone commands.
 

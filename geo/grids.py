@@ -636,3 +636,48 @@ def select_grids(grids: list[Grid], ids: list[str] | None) -> list[Grid]:
         raise GridImportError(f"unknown grid id(s): {', '.join(missing)}")
     return [by_id[i] for i in ids]
 
+
+
+def load_upload(filename: str, data: bytes, crs: str | None, kind: str = "grid",
+                skip_bad: bool = False) -> tuple[list[Grid] | list[NoFlyArea], str]:
+    """Grids (or no-fly zones, ``kind="zone"``) from an uploaded file's bytes, as the planner
+    page sends them; ``filename`` only gives the format (its suffix). Returns (features, crs
+    used). The CRS is resolved like a file on disk (:func:`resolve_crs`)."""
+    import tempfile
+
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in (".geojson", ".json", ".kml", ".kmz", ".zip"):
+        raise GridImportError(f"{filename}: unknown grid file type {suffix!r}; use .geojson/.json, .kml/.kmz or "
+                              "a zipped shapefile (.zip)")
+    with tempfile.TemporaryDirectory(prefix="skygrid-upload-") as tmp:
+        p = Path(tmp) / f"upload{suffix}"
+        p.write_bytes(data)
+        try:
+            used = resolve_crs(p, crs, "crs")
+            if kind == "zone":
+                return load_no_fly(p, crs=used), used
+            return load_grids(p, crs=used, skip_bad=skip_bad), used
+        except GridImportError as e:  # name the user's file, not the temporary copy
+            raise GridImportError(str(e).replace(str(p), filename)) from None
+
+
+def geojson_features(items: list[Grid] | list[NoFlyArea]) -> dict[str, Any]:
+    """WGS-84 GeoJSON FeatureCollection of grids or zones (id, name, buffer_m, properties)."""
+    from shapely.geometry import mapping
+
+    feats = []
+    for it in items:
+        props = {**{k: v for k, v in it.properties.items() if isinstance(v, str | int | float | bool)},
+                 "id": it.id, "name": it.name}
+        if isinstance(it, NoFlyArea):
+            props["buffer_m"] = it.buffer_m
+        feats.append({"type": "Feature", "id": it.id, "properties": props, "geometry": mapping(it.polygon)})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def from_geojson(fc: dict[str, Any], kind: str = "grid", crs: str = "wgs84") -> list[Grid] | list[NoFlyArea]:
+    """Grids or zones from a GeoJSON FeatureCollection held in memory (the planner page's
+    selection, or zones drawn on its map in ``crs``)."""
+    data = json.dumps(fc, ensure_ascii=False).encode("utf-8")
+    items, _ = load_upload(f"{kind}s.geojson", data, crs, "zone" if kind == "zone" else "grid")
+    return items

@@ -359,5 +359,48 @@ def route_lines_local(plan: Plan) -> dict[str, LineString]:
     return out
 
 
-__all__ = ["write_qgc_plan", "per_sortie_paths", "sortie_fence_ring", "write_kml", "write_geojson", "qgc_mission", "footprints", "plan_features",
+__all__ = ["write_qgc_plan", "per_sortie_paths", "export_bytes", "EXPORT_FORMATS", "sortie_fence_ring", "write_kml", "write_geojson", "qgc_mission", "footprints", "plan_features",
            "no_fly_rings_buffered", "route_lines_local"]
+
+
+#: planner downloads: format -> (file suffix, media type)
+EXPORT_FORMATS = {
+    "json": (".json", "application/json"),
+    "qgc": (".plan", "application/json"),
+    "kml": (".kml", "application/vnd.google-earth.kml+xml"),
+    "dji": (".kmz", "application/vnd.google-earth.kmz"),
+}
+
+
+def export_bytes(plan: Plan, fmt: str, stem: str = "skygrid-plan") -> tuple[str, str, bytes]:
+    """(file name, media type, bytes) of ``plan`` as plan JSON, QGC ``.plan``, KML or DJI KMZ.
+
+    QGC and DJI hold one flight per file: a plan of several sorties comes as a zip of one
+    file per sortie (``<stem>.<sortie id>.plan`` / ``.kmz``), as the CLI writes them.
+    """
+    import io
+    import tempfile
+    import zipfile
+
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+    suffix, media = EXPORT_FORMATS[fmt]
+    if fmt == "json":
+        return stem + suffix, media, json.dumps(plan.to_dict(), ensure_ascii=False, indent=1).encode("utf-8")
+    with tempfile.TemporaryDirectory(prefix="skygrid-export-") as tmp:
+        target = Path(tmp) / (stem + suffix)
+        if fmt == "kml":
+            return target.name, media, write_kml(plan, target).read_bytes()
+        if fmt == "qgc":
+            paths = write_qgc_plan(plan, target)
+        else:
+            from geo.export_dji import write_dji_kmz
+
+            paths = write_dji_kmz(plan, target)
+        if len(paths) == 1:
+            return target.name, media, paths[0].read_bytes()
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for p in paths[1:]:  # one file per sortie (paths[0] repeats the first)
+                z.write(p, p.name)
+        return f"{stem}-{fmt}.zip", "application/zip", buf.getvalue()

@@ -1,7 +1,7 @@
 """The pages served by the dispatch API: the command room (``/``), the grid worker's phone
 page (``/worker``), the operator view (``/operator``), the command room's statistics
-(``/stats``), printable ticket sheets (``/print?id=1,2``) and patrol replay from a flight log
-(``/replay``), plus their static files under
+(``/stats``), printable ticket sheets (``/print?id=1,2``), patrol replay from a flight log
+(``/replay``) and the 飞手's planning page (``/planner``), plus their static files under
 ``/static/web`` (Leaflet is vendored in ``static/vendor/leaflet``; nothing comes from a CDN).
 
 The pages are static HTML + JavaScript talking to the same HTTP API as every other client;
@@ -15,7 +15,7 @@ from typing import Any
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGES = {"/": "index.html", "/worker": "worker.html", "/operator": "operator.html", "/stats": "stats.html",
-         "/print": "print.html", "/replay": "replay.html"}
+         "/print": "print.html", "/replay": "replay.html", "/planner": "planner.html"}
 
 __all__ = ["install", "STATIC_DIR", "PAGES"]
 

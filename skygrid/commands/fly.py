@@ -16,7 +16,8 @@ Drone k of the plan flies on the k-th --connect URL (d0, d1, ...); with fewer UR
 planned drones, the extra drones' sorties are queued on the connected ones. For each
 sortie: wait for health, pre-flight checks (battery, GPS, home inside the patrol area,
 distance to the first waypoint), upload mission + geofence, verify by download, arm,
-start, monitor. A lost link is waited for and the mission continued from the last
+start, monitor. With --report-to the plan is uploaded first (PUT /api/v1/plan) so the command room shows
+its routes. A lost link is waited for and the mission continued from the last
 reached waypoint; a low battery returns the drone and re-plans the rest as a follow-up
 sortie; command-room orders (rtl / hold / resume) arrive via --report-to.
 """
@@ -129,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
         if not token:
             console.print("[red]错误:[/red] --report-to 需要 --token（或环境变量 SKYGRID_TOKEN）")
             return 2
+        from flight.reporting import upload_plan
+
+        why = upload_plan(args.report_to, token, plan.to_dict())
+        if why:
+            console.print(f"[yellow]warning:[/yellow] 航线未上传到指挥室（{why}）；飞行照常进行")
+        else:
+            console.print(f"已上传计划到指挥室：{len(plan.grids)} 个网格，{len(plan.sorties)} 个架次")
         reporter = DispatchReporter(args.report_to, token)
         listeners.append(reporter)
     fleet = Fleet(plan, args.connect, listeners=listeners, log_dir=args.log_dir, config=cfg,

@@ -17,6 +17,7 @@ class FakeDispatch:
         self.batches: list[dict] = []
         self.commands: list[dict] = []
         self.unauthorised = 0
+        self.plans: list[dict] = []  # bodies of PUT /api/v1/plan
         self.on_batch = on_batch
         outer = self
 
@@ -50,6 +51,15 @@ class FakeDispatch:
                 if outer.on_batch:
                     outer.on_batch(outer, body)
                 self._json(202, {"records": len(body["records"]), "events": len(body["events"])})
+
+            def do_PUT(self):
+                if not self._auth():
+                    return
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if urlparse(self.path).path != "/api/v1/plan":
+                    return self._json(404, {})
+                outer.plans.append(body)
+                self._json(200, {"grids": len(body.get("grids", [])), "sorties": len(body.get("sorties", []))})
 
             def do_GET(self):
                 if not self._auth():

@@ -289,6 +289,8 @@ def test_cli_reports_to_dispatch_and_obeys_its_abort(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["d0"]["status"] == "aborted" and summary["d0"]["unflown"] == ["d0-s0-r1"]
     assert dist_m(end.lat, end.lon, plan.home.lat, plan.home.lon) < 5 and not end.armed
+    # the plan it flies was uploaded first, so the command room shows the routes
+    assert [p["sorties"][0]["id"] for p in srv.plans] == [plan.sorties[0].id]
     recs = srv.records()
     assert len(recs) > 10 and {r["drone_id"] for r in recs} == {"d0"}
     kinds = [e["kind"] for e in srv.events()]
