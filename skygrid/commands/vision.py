@@ -41,18 +41,24 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
                         "burns, dusk/haze/vignetting/blur/JPEG")
     d.set_defaults(func=run_dataset)
 
-    i = sub.add_parser("import", help="merge a local YOLO or COCO dataset with a class map",
-                       description="Copy images and labels from a YOLO tree (data.yaml/classes.txt, images/, labels/) "
-                                   "or a COCO JSON into a SkyGrid dataset, renaming classes with --map "
+    i = sub.add_parser("import", help="merge local labelled data (YOLO/Roboflow/Darknet, VOC, COCO) or negatives",
+                       description="Copy images and labels into a SkyGrid dataset, renaming classes with --map "
                                    "(YAML 'source: patrol class' or 'source: null'); unmapped classes are dropped "
-                                   "and counted.")
-    i.add_argument("--format", required=True, choices=("yolo", "coco"), help="source format")
-    i.add_argument("--map", required=True, type=Path, help="class-mapping YAML")
-    i.add_argument("src", type=Path, help="YOLO dataset folder, or COCO annotations JSON")
+                                   "and counted. yolo: ultralytics images/+labels/, Roboflow train/images + "
+                                   "valid/labels, or a Darknet flat folder with a .names file; voc: Pascal VOC XML; "
+                                   "coco: a COCO JSON; negatives: a folder of images with nothing to find "
+                                   "(background, no --map). Images longer than --max-side px are shrunk.")
+    i.add_argument("--format", required=True, choices=("yolo", "roboflow", "darknet", "voc", "coco", "negatives"),
+                   help="source format (roboflow and darknet are read by the yolo reader)")
+    i.add_argument("--map", type=Path, help="class-mapping YAML (required except for negatives)")
+    i.add_argument("src", type=Path, help="dataset folder, or COCO annotations JSON")
     i.add_argument("--into", required=True, type=Path, help="SkyGrid dataset folder to merge into")
     i.add_argument("--images", type=Path, help="COCO: image folder (default: the JSON's folder)")
     i.add_argument("--split", choices=("train", "val", "test"), help="put everything in this split")
     i.add_argument("--prefix", help="file-name prefix for the copied images (default: source name)")
+    i.add_argument("--max-side", type=int, default=640,
+                   help="shrink images whose longest side exceeds this many px (default 640, the stream width; "
+                        "0 keeps them)")
     i.set_defaults(func=run_import)
 
     t = sub.add_parser("train", help="train the nano YOLO from its yaml and export ONNX (needs ultralytics)",
@@ -133,16 +139,32 @@ def run_dataset(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from vision.importers import ImportErrorWithLocation, import_coco, import_yolo, load_class_map
+    from vision.importers import (
+        ImportErrorWithLocation,
+        import_coco,
+        import_negatives,
+        import_voc,
+        import_yolo,
+        load_class_map,
+    )
 
-    console = Console()
+    console = Console(soft_wrap=True)  # an error stays one line, whatever the path length
+    ms = args.max_side or None
     try:
-        cmap = load_class_map(args.map)
-        if args.format == "yolo":
-            rep = import_yolo(args.src, args.into, cmap, prefix=args.prefix, split=args.split)
+        if args.format == "negatives":
+            rep = import_negatives(args.src, args.into, prefix=args.prefix, split=args.split or "train", max_side=ms)
         else:
-            rep = import_coco(args.src, args.into, cmap, images_dir=args.images, prefix=args.prefix,
-                              split=args.split or "train")
+            if args.map is None:
+                raise ImportErrorWithLocation(f"--format {args.format} needs --map (source class -> patrol class)")
+            cmap = load_class_map(args.map)
+            if args.format in ("yolo", "roboflow", "darknet"):
+                rep = import_yolo(args.src, args.into, cmap, prefix=args.prefix, split=args.split, max_side=ms)
+            elif args.format == "voc":
+                rep = import_voc(args.src, args.into, cmap, prefix=args.prefix, split=args.split or "train",
+                                 max_side=ms)
+            else:
+                rep = import_coco(args.src, args.into, cmap, images_dir=args.images, prefix=args.prefix,
+                                  split=args.split or "train", max_side=ms)
     except ImportErrorWithLocation as e:
         console.print(f"[red]error:[/red] {e}")
         return 1
