@@ -99,6 +99,16 @@ class CommentIn(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
 
+class VerdictIn(BaseModel):
+    """The command room's verdict on a ticket's evidence (确认 / 标记误报): labelled data for
+    ``skygrid vision harvest``. ``box``: the detection's [x1, y1, x2, y2] in evidence-image pixels,
+    when the room knows it."""
+
+    verdict: Literal["confirmed", "false_alarm"]
+    box: list[float] | None = Field(default=None, min_length=4, max_length=4)
+    comment: str | None = Field(default=None, max_length=4000)
+
+
 class WorkerOut(BaseModel):
     id: str | None
     name: str | None

@@ -566,6 +566,23 @@ def add_comment(session: Session, rt: Runtime, ticket_id: int, text: str, princi
                            .order_by(TicketEvent.id.desc()).limit(1)).one()
 
 
+def set_verdict(session: Session, rt: Runtime, ticket_id: int, verdict: str, box: list[float] | None,
+                comment: str | None, principal: Principal) -> TicketEvent:
+    """Record the room's verdict (``confirmed`` / ``false_alarm``) on the ticket's evidence as a
+    ``verdict`` event (the latest one counts); it does not move the ticket."""
+    audit.lock_head(session)
+    t = get_ticket_for(session, ticket_id, principal, lock=True)
+    now = rt.clock.now()
+    t.updated_at = now
+    data = {"verdict": verdict, "evidence_id": t.evidence_id, "class_name": t.class_name, "box": box}
+    _event(session, t, now, "verdict", principal, comment=comment, data=data)
+    audit.append(session, now, _actor(principal), "ticket.verdict", f"ticket:{t.id}", data)
+    _emit(session, rt, t, "ticket.updated", "verdict", now)
+    session.flush()
+    return session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == t.id)
+                           .order_by(TicketEvent.id.desc()).limit(1)).one()
+
+
 def add_photo(session: Session, rt: Runtime, ticket_id: int, img: CheckedImage, caption: str | None,
               principal: Principal) -> Evidence:
     audit.lock_head(session)

@@ -32,6 +32,7 @@ from dispatch.schemas import (
     TicketDetail,
     TicketOut,
     TicketPage,
+    VerdictIn,
     query_time,
 )
 from dispatch.service import (
@@ -42,6 +43,7 @@ from dispatch.service import (
     add_photo,
     apply_action,
     get_ticket_for,
+    set_verdict,
     ticket_json,
 )
 
@@ -154,6 +156,16 @@ def comment(ticket_id: IdPath, body: CommentIn, request: Request,
             principal: Principal = Depends(require_roles(*ACTORS, "operator")),
             rt: Runtime = Depends(get_runtime)) -> dict:
     return write(request, lambda s: event_json(add_comment(s, rt, ticket_id, body.text, principal)))
+
+
+@router.post("/tickets/{ticket_id}/verdict", response_model=EventOut, status_code=201,
+             responses={404: {"model": ErrorOut}, **AUTH_ERRORS})
+def verdict(ticket_id: IdPath, body: VerdictIn, request: Request,
+            principal: Principal = Depends(require_roles("dispatcher", "operator")),
+            rt: Runtime = Depends(get_runtime)) -> dict:
+    """确认 / 标记误报: the verdict on the evidence becomes training data (`skygrid vision harvest`)."""
+    return write(request, lambda s: event_json(set_verdict(s, rt, ticket_id, body.verdict, body.box, body.comment,
+                                                           principal)))
 
 
 @router.post("/tickets/{ticket_id}/photos", status_code=201,
