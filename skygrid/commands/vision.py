@@ -80,6 +80,15 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     t.add_argument("--no-export", action="store_true", help="train only")
     t.set_defaults(func=run_train)
 
+    h = sub.add_parser("harvest", help="export the command room's verdicts (确认 / 标记误报) as YOLO training data",
+                       description="Confirmed detections become positives (frame, box, class), false alarms hard "
+                                   "negatives (frame, no label). Fine-tune with `skygrid vision train --from MODEL`.")
+    h.add_argument("--db", default=None, help="dispatch database URL (default: dispatch settings, SKYGRID_* env)")
+    h.add_argument("--evidence-dir", type=Path, default=None, help="evidence folder (default: dispatch settings)")
+    h.add_argument("--out", required=True, type=Path, help="dataset folder (created; merged)")
+    h.add_argument("--split", default="train", choices=("train", "val", "test"))
+    h.set_defaults(func=run_harvest)
+
     e = sub.add_parser("export", help="export trained weights (.pt) to ONNX with class names",
                        description="Export a trained ultralytics .pt to <out>/skygrid-yolo.onnx (+ .json sidecar).")
     e.add_argument("--weights", required=True, type=Path, help="trained .pt (e.g. work/runs/train/weights/best.pt)")
@@ -173,6 +182,17 @@ def run_import(args: argparse.Namespace) -> int:
         console.print(f"dropped (unmapped) classes: {dict(rep.dropped)}")
     for s in rep.skipped_images:
         console.print(f"[yellow]skipped[/yellow] {s}")
+    return 0
+
+
+def run_harvest(args: argparse.Namespace) -> int:
+    from dispatch.core.config import Settings
+    from vision.harvest import harvest
+
+    st = Settings.from_env()
+    rep = harvest(args.db or st.database_url, args.evidence_dir or st.evidence_dir, args.out, split=args.split)
+    print(f"正样本 {sum(rep.positives.values())} {dict(rep.positives)}; 误报负样本 {rep.negatives}; "
+          f"跳过 {dict(rep.skipped)}; 写入 {args.out}")
     return 0
 
 

@@ -1,0 +1,156 @@
+"""Benchmark: false detections on real-world look-alike scenes, old model vs new, same run.
+
+Scenes: frames of the realistic renderer (:data:`vision.dataset.MIXES` "realistic") with
+NOTHING to find: cars and vans of every roof colour, legal white/blue buildings, tree
+crowns, shrubs, long shadows, dirt tracks, flower beds, water glare, steam, the original
+look-alikes, under dusk/overcast/low-sun light, cloud shadows, haze, vignetting, blur and
+JPEG artefacts, 40-150 m AGL, pitch -45...-90 (seed 95001, used by no training split).
+Every detection at a model's operating point (its sidecar's ``operating_point``) is false.
+Also reported: the same models' held-out synthetic mAP50 (``bench_vision_map``'s frames).
+
+Models: ``NEW`` = the shipped ``vision/models/skygrid-yolo.onnx`` (or
+``SKYGRID_VISION_MODEL_NEW``); ``OLD`` = the model shipped before issue 14, read from git
+history (commit ``OLD_MODEL_REV``) or ``SKYGRID_VISION_MODEL_OLD``.
+
+No redistributable real aerial photos are committed yet: a PyPI package shipping some or a
+public-domain set can be added as a folder of images (``REALNEG_DIR``, every image a
+negative) and is then counted in its own row.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from geo.camera import get_camera
+from geo.georef import pixels_to_ground
+from vision.dataset import MIXES, FrameEval, evaluate, random_frame, render_frame, split_seed
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "vision" / "models" / "skygrid-yolo.onnx"
+OLD_MODEL_REV = "711271e"  # main before issue 14: the synthetic-only model (MODEL_CARD "v2")
+SEED = 95_001
+MAP_SEED = 77_777  # bench_vision_map's frames
+TARGET_RATIO = 10.0
+
+
+def _old_model(tmp: Path) -> Path | None:
+    env = os.environ.get("SKYGRID_VISION_MODEL_OLD")
+    if env:
+        return Path(env)
+    out = tmp / "old.onnx"
+    for suffix in (".onnx", ".json"):
+        try:
+            data = subprocess.run(["git", "-C", str(ROOT), "show", f"{OLD_MODEL_REV}:vision/models/skygrid-yolo{suffix}"],
+                                  capture_output=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        out.with_suffix(suffix).write_bytes(data)
+    return out
+
+
+def _footprint_km2(camera, pose) -> float:
+    """Ground area in view (km²): the image outline cast to the ground plane (shoelace)."""
+    w, h = camera.image_width_px, camera.image_height_px
+    u = np.array([0, w / 2, w, w, w, w / 2, 0, 0], float)
+    v = np.array([0, 0, 0, h / 2, h, h, h, h / 2], float)
+    dn, de = pixels_to_ground(u, v, camera, pose)
+    ok = np.isfinite(dn) & np.isfinite(de)
+    dn, de = dn[ok], de[ok]
+    return float(abs(np.dot(de, np.roll(dn, 1)) - np.dot(dn, np.roll(de, 1))) / 2 / 1e6)
+
+
+def _scenes(n: int):
+    camera = get_camera("m3e").scaled(640)
+    mix = replace(MIXES["realistic"], empty_share=0.0, lookalike_only_share=1.0)
+    base = split_seed(SEED, "bench")
+    for i in range(n):
+        spec = random_frame(np.random.default_rng([base, i]), camera, world_seed=base * 100_000 + i, mix=mix)
+        yield spec, render_frame(spec, camera), _footprint_km2(camera, spec.pose)
+
+
+def _real_images() -> list[np.ndarray]:
+    import cv2
+
+    d = os.environ.get("REALNEG_DIR")
+    if not d:
+        return []
+    return [im for p in sorted(Path(d).rglob("*")) if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+            for im in [cv2.imread(str(p))] if im is not None]
+
+
+def _map50(model: Path, frames: int) -> float:
+    from vision.detector import OnnxDetector
+
+    camera = get_camera("m3e").scaled(640)
+    det = OnnxDetector(model, conf=0.001, iou=0.6, threads=2)
+    base = split_seed(MAP_SEED, "bench")
+    evals = []
+    for i in range(frames):
+        spec = random_frame(np.random.default_rng([base, i]), camera, world_seed=base * 100_000 + i)
+        r = render_frame(spec, camera)
+        evals.append(FrameEval(r.truth, [(d.class_name, d.confidence, d.box) for d in det.detect(r.image)]))
+    return float(evaluate(evals)["map50"])
+
+
+def run(scenes: int = 150, map_frames: int = 120) -> str:
+    from vision.detector import OnnxDetector, operating_point
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old = _old_model(Path(tmp))
+        new = Path(os.environ.get("SKYGRID_VISION_MODEL_NEW", MODEL))
+        models = {"old (synthetic-only)": old, "new": new} if old else {"new": new}
+        data = list(_scenes(scenes))
+        real = _real_images()
+        area = sum(a for *_, a in data)
+        rows, per_image = [], {}
+        for label, path in models.items():
+            op = operating_point(path)
+            det = OnnxDetector(path, threads=2, **op)
+            t0 = time.perf_counter()
+            false = [det.detect(r.image) for _, r, _ in data]
+            ms = (time.perf_counter() - t0) / len(data) * 1000
+            n = sum(len(f) for f in false)
+            by_class: dict[str, int] = {}
+            for f in false:
+                for d in f:
+                    by_class[d.class_name] = by_class.get(d.class_name, 0) + 1
+            any_share = sum(1 for f in false if f) / len(false)
+            real_n = sum(len(det.detect(im)) for im in real)
+            m = _map50(path, map_frames)
+            per_image[label] = n / len(data)
+            rows.append(f"| {label} | {n / len(data):.3f} | {n / area:.1f} | {any_share:.1%} | "
+                        f"{', '.join(f'{k} {v}' for k, v in sorted(by_class.items())) or 'none'} | "
+                        f"{(f'{real_n / len(real):.3f}' if real else 'n/a')} | {m:.3f} | {ms:.0f} |")
+            print(rows[-1], flush=True)
+    ratio = ""
+    if len(per_image) == 2:
+        o, nw = per_image["old (synthetic-only)"], per_image["new"]
+        ratio = (f"\nFalse detections per image, old / new: **{o / nw:.1f}x** fewer (target >= {TARGET_RATIO:.0f}x)."
+                 if nw > 0 else f"\nNew model: no false detection at all (old: {o:.3f} per image).")
+    table = "\n".join(rows)
+    return f"""## Vision: false detections on real-world look-alike scenes (issue 14)
+
+{scenes} frames of the realistic renderer with nothing to find (seed {SEED}, no training split): cars/vans of
+every roof colour, legal white/blue buildings, tree crowns, shrubs, long shadows, dirt tracks, flower beds,
+water glare, steam and the old look-alikes; dusk/overcast/low sun, cloud shadows, haze, vignetting, motion blur,
+JPEG; 40-150 m AGL, pitch -45...-90; {area:.2f} km² in view in all. Each model at its own operating point
+(sidecar `operating_point`); every detection is false. Synthetic mAP50: `bench_vision_map`'s {map_frames}
+held-out default-mix frames (seed {MAP_SEED}). Real photos: {len(real)} (none redistributable committed yet;
+set `REALNEG_DIR` to a folder of real aerial negatives to add them).
+
+| model | false / image | false / km² | images with any | by class | real photos: false / image | synthetic mAP50 | detect ms/frame |
+|---|---|---|---|---|---|---|---|
+{table}
+{ratio}
+"""
+
+
+if __name__ == "__main__":
+    print(run())
