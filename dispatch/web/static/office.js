@@ -78,6 +78,12 @@
   Z.TIER = { village: "村级", town: "镇街", district: "区级" };
   Z.STATUS = { accepted: "受理", analyzing: "分析", routed: "流转", handling: "处置", supervising: "督办",
     closed: "考核办结", rejected: "不予受理", duplicate: "重复件" };
+  /** Who did it: "网格员 王网格", or just the role when the name repeats it. */
+  Z.actor = function (e) {
+    const r = Z.ROLE[e.actor_role] || "";
+    if (!e.actor || e.actor === "system" || e.actor === r) return r;
+    return (r ? r + " " : "") + e.actor;
+  };
   /** One history line's verb: the workflow action's label, else the event kind's. */
   Z.historyVerb = function (e, workflow) {
     if (e.kind === "transition") return (workflow && workflow[e.action] && workflow[e.action].label) || "流转";

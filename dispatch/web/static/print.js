@@ -35,7 +35,7 @@
       el("ul", {}, (t.checklist || []).map((c) => el("li", { text: "□ " + (c.text || c.id) + (c.departments ? `（${c.departments.map(dn).join("、")}）` : "") }))),
       el("h3", { text: "流转记录" }),
       el("table", { class: "grid" }, el("tbody", {}, t.events.map((e) => el("tr", {},
-        el("td", { text: Z.datetime(e.at) }), el("td", { text: `${Z.ROLE[e.actor_role] || ""} ${e.actor === "system" ? "" : e.actor}` }),
+        el("td", { text: Z.datetime(e.at) }), el("td", { text: Z.actor(e) }),
         el("td", { text: Z.historyVerb(e, wf) + (e.comment ? "：" + e.comment : "") }))))),
       el("div", { class: "sign" }, el("div", { text: "承办人签字：" }), el("div", { text: "审核人签字：" }), el("div", { text: "日期：" })));
   }

@@ -310,7 +310,7 @@
         uniq.length ? uniq.map((u) => Z.img(u, "无人机取证图像", "evidence")) : el("p", { class: "empty", text: "无取证图像" })),
       el("figure", { class: "after" }, el("figcaption", { text: `现场照片（处置后）${photos.length ? " · " + photos.length + " 张" : ""}` }),
         photos.length ? photos.slice(-3).map((e) => el("div", { class: "photo-item" }, Z.img(e.data.url, "现场照片", "photo"),
-          el("small", { text: `${Z.ROLE[e.actor_role] || ""} ${e.actor || ""} ${SG.time(e.at)}${e.comment ? "：" + e.comment : ""}` })))
+          el("small", { text: `${Z.actor(e)} ${SG.time(e.at)}${e.comment ? "：" + e.comment : ""}` })))
           : el("p", { class: "empty", text: "尚无现场照片" })));
   }
 
@@ -360,7 +360,7 @@
         c.departments ? el("small", { text: ` (${c.departments.map(deptName).join("、")})` }) : null))));
     if (detail) {
       p.append(el("h4", { text: "流转记录" }), el("ul", { class: "checklist history" }, detail.events.map((e) => el("li", {},
-        `${Z.datetime(e.at).slice(5)} ${Z.ROLE[e.actor_role] || ""}${e.actor && e.actor !== "system" ? " " + e.actor : ""} `,
+        `${Z.datetime(e.at).slice(5)} ${Z.actor(e)} `,
         el("b", { text: Z.historyVerb(e, S.workflow) }),
         e.kind === "escalated" && e.data ? `：${Z.STAGE[e.data.stage] || ""}超时，升至${Z.TIER[e.data.to_tier] || ""}` : "",
         e.data && e.data.score !== undefined && e.data.score !== null ? `：${e.data.score} 分` : "",

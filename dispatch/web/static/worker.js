@@ -192,7 +192,7 @@
     for (const f of (grids && grids.features) || []) W.grids[f.id] = f;
     W.me = me;
     if (wf) for (const a of wf.actions) W.workflow[a.id] = a;
-    $("who").textContent = `${me.name}（${me.role === "grid_worker" ? "网格员" : me.role}）· 网格 ${(me.grid_ids || ["全部"]).join("、")}`;
+    $("who").textContent = `${me.name}（${SGZ.ROLE[me.role] || "用户"}）· 网格 ${(me.grid_ids || ["全部"]).join("、")}`;
     await load();
     // SSE: one long HTTP response, light on a phone; the server confines it to my grids.
     W.live = SG.live((ev) => {
