@@ -96,5 +96,11 @@ def harvest(database_url: str, evidence_dir: str | Path, out_dir: str | Path, sp
     finally:
         engine.dispose()
     splits = tuple(sp for sp in ("train", "val", "test") if (out / "images" / sp).is_dir())
-    write_data_yaml(out, splits)
+    y = write_data_yaml(out, splits)
+    if "val" not in splits:  # ultralytics needs a val split: validate on what was harvested
+        import yaml
+
+        d = yaml.safe_load(y.read_text(encoding="utf-8"))
+        d["val"] = f"images/{splits[0]}"
+        y.write_text(yaml.safe_dump(d, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return report
