@@ -44,6 +44,8 @@ def query_time(d: datetime | None, field: str) -> datetime | None:
 class EvidenceIn(BaseModel):
     content_type: Literal["image/jpeg", "image/png"] = Field(description="MIME type; must match the bytes")
     data_b64: str = Field(description="the image, base64 (at most settings.max_evidence_bytes decoded)")
+    box: list[float] | None = Field(default=None, min_length=4, max_length=4,
+                                    description="the detection's [x1, y1, x2, y2] in image pixels (drone evidence)")
 
 
 class IncidentIn(BaseModel):

@@ -57,6 +57,7 @@ class IncidentData:
     sortie_id: str | None = None
     frames_seen: int = 1
     evidence: CheckedImage | None = None
+    evidence_box: tuple[float, ...] | None = None  # the detection in evidence pixels, for verdicts -> training data
 
 
 @dataclass(frozen=True)
@@ -384,7 +385,9 @@ def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentDat
         events.append({"ticket_id": t.id, "at": now, "kind": kind, "action": None, "from_status": None,
                        "to_status": t.status if created else None, "actor": name, "actor_role": role,
                        "comment": None, "stage": None, "duration_s": None, "on_time": None,
-                       "data": {"incident_id": iid, "external_id": inc.external_id, "source": inc.source}})
+                       "data": {"incident_id": iid, "external_id": inc.external_id, "source": inc.source,
+                                **({"evidence_id": evidence_ids.get(k), "evidence_box": list(inc.evidence_box)}
+                                   if inc.evidence_box and evidence_ids.get(k) else {})}})
         entries.append((now, who, "incident.ingest", f"incident:{iid}",
                         {"external_id": inc.external_id, "ticket_id": t.id, "class_name": inc.class_name,
                          "lat": inc.lat, "lon": inc.lon, "new_ticket": created}))
@@ -574,6 +577,11 @@ def set_verdict(session: Session, rt: Runtime, ticket_id: int, verdict: str, box
     t = get_ticket_for(session, ticket_id, principal, lock=True)
     now = rt.clock.now()
     t.updated_at = now
+    if box is None and t.evidence_id is not None:  # the drone sent the detection's box with its evidence
+        for e in session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == t.id,
+                                                           TicketEvent.kind.in_(("created", "incident_merged")))):
+            if (e.data or {}).get("evidence_id") == t.evidence_id and e.data.get("evidence_box"):
+                box = list(e.data["evidence_box"])
     data = {"verdict": verdict, "evidence_id": t.evidence_id, "class_name": t.class_name, "box": box}
     _event(session, t, now, "verdict", principal, comment=comment, data=data)
     audit.append(session, now, _actor(principal), "ticket.verdict", f"ticket:{t.id}", data)

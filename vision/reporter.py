@@ -42,6 +42,8 @@ def incident_payload(incident: Incident, source: str = "drone", observed_at: flo
     evidence = None
     if incident.evidence_jpeg:
         evidence = {"content_type": "image/jpeg", "data_b64": base64.b64encode(incident.evidence_jpeg).decode("ascii")}
+        if incident.evidence_box is not None:  # lets the room's verdict become a labelled training frame
+            evidence["box"] = [round(float(v), 1) for v in incident.evidence_box]
     return {
         "external_id": incident.id,
         "source": source,

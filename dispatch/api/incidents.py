@@ -48,6 +48,7 @@ def to_data(body: IncidentIn, rt: Runtime, principal: Principal, field: str = "b
         external_id=body.external_id, source=body.source, class_name=body.class_name, lat=body.lat,
         lon=body.lon, error_m=body.error_m, confidence=body.confidence, observed_at=body.observed_at,
         drone_id=body.drone_id, sortie_id=body.sortie_id, frames_seen=body.frames_seen, evidence=img,
+        evidence_box=tuple(body.evidence.box) if img is not None and body.evidence.box else None,
     )
 
 
