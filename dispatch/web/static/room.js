@@ -307,7 +307,10 @@
     const uniq = [...new Set(drone)].slice(-2);
     return el("div", { class: "before-after" },
       el("figure", { class: "before" }, el("figcaption", { text: "无人机取证（处置前）" }),
-        uniq.length ? uniq.map((u) => Z.img(u, "无人机取证图像", "evidence")) : el("p", { class: "empty", text: "无取证图像" })),
+        uniq.length ? uniq.map((u) => Z.img(u, "无人机取证图像", "evidence")) : el("p", { class: "empty", text: "无取证图像" }),
+        uniq.length ? el("div", { class: "verdict" },  // the room's verdict becomes training data (skygrid vision harvest)
+          el("button", { type: "button", class: "verdict-confirm", text: "确认", onclick: () => verdict(t.id, "confirmed") }),
+          el("button", { type: "button", class: "verdict-false", text: "标记误报", onclick: () => verdict(t.id, "false_alarm") })) : null),
       el("figure", { class: "after" }, el("figcaption", { text: `现场照片（处置后）${photos.length ? " · " + photos.length + " 张" : ""}` }),
         photos.length ? photos.slice(-3).map((e) => el("div", { class: "photo-item" }, Z.img(e.data.url, "现场照片", "photo"),
           el("small", { text: `${Z.actor(e)} ${SG.time(e.at)}${e.comment ? "：" + e.comment : ""}` })))
@@ -395,6 +398,10 @@
     const t = await SG.api(`/api/v1/tickets/${id}/actions`, { method: "POST", body, retries: 1 });
     upsertTicket(t); refreshDetail(id);
     return t;
+  }
+  async function verdict(id, v) {
+    await SG.api(`/api/v1/tickets/${id}/verdict`, { method: "POST", body: { verdict: v }, retries: 1 });
+    toast(v === "confirmed" ? "已确认：将作为训练正样本" : "已标记误报：将作为训练负样本");
   }
   async function uploadPhoto(id, file) {
     const fd = new FormData(); fd.append("file", file, file.name || "photo.jpg");
