@@ -307,6 +307,7 @@ class _WsClient(asyncio.Protocol):
     def __init__(self, host: str, path: str, marker: bytes) -> None:
         self.request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                         f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                        f"Authorization: Bearer {TOKEN_VIEW}\r\n"
                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()
         self.marker = marker
         self.buf = bytearray()
@@ -382,7 +383,7 @@ class Clients:
     def __init__(self, base: str, n: int, batched: bool = True, marker: bytes = TOPIC_CREATED) -> None:
         self.host, port = base.removeprefix("http://").split(":")
         self.port = int(port)
-        self.path = f"/api/v1/live/ws?token={TOKEN_VIEW}&topic=ticket" + ("&batch=1" if batched else "")
+        self.path = "/api/v1/live/ws?topic=ticket" + ("&batch=1" if batched else "")
         self.n, self.marker = n, marker
         self.clients: list[_WsClient] = []
         self.lags: list[float] = []

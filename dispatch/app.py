@@ -23,7 +23,10 @@ from sqlalchemy import select
 from dispatch.core.clock import Clock, SystemClock
 from dispatch.core.config import Settings
 from dispatch.core.db import make_engine, make_sessionmaker, upgrade, write_transaction
+from dispatch.core.headers import SecurityHeaders, content_security_policy
+from dispatch.core.logs import install_redaction
 from dispatch.core.security import store_token
+from dispatch.core.throttle import FailureThrottle
 from dispatch.deps import authenticate_scope
 from dispatch.errors import ApiError
 from dispatch.grids import load_grid_index, sync_grids
@@ -41,7 +44,8 @@ SkyGrid dispatch: incidents from drones and grid workers become joint-inspection
 (综合查一次) that run the closed loop 受理 → 分析 → 流转 → 处置 → 督办 → 考核 with SLA
 clocks and tiered escalation (village → town → district).
 
-Authenticate with `Authorization: Bearer <token>` (`skygrid serve token create`).
+Authenticate with `Authorization: Bearer <token>` (`skygrid serve token create`); the pages
+use an HttpOnly session cookie (`POST /api/v1/session`) and live streams a one-use `?ticket=`.
 Errors name the field: `{"detail": "...", "field": "body.lat"}`.
 """
 
@@ -171,15 +175,19 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.lifespan_hooks = []
     app.state.notify = lambda: None
     app.state.run_sla_check = lambda now=None: run_sla_check(app, now)
+    app.state.auth_throttle = FailureThrottle(settings.auth_fail_limit, settings.auth_fail_window_s)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     # limits, token and JSON checks before any body is read or parsed (dispatch/guard.py)
     app.add_middleware(EdgeGuard, settings=settings, authenticate=authenticate_scope)
+    # outermost: every answer, the guard's refusals included, carries the security headers
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(settings.tile_url))
+    install_redaction()
     install_docs(app)
 
-    from dispatch.api import directory, evidence, export, incidents, open311, planner, replay, stats, tickets
+    from dispatch.api import directory, evidence, export, incidents, open311, planner, replay, session, stats, tickets
 
-    for mod in (incidents, tickets, directory, stats, evidence, open311, export, replay, planner):
+    for mod in (incidents, tickets, directory, stats, evidence, open311, export, replay, planner, session):
         app.include_router(mod.router)
 
     @app.get("/healthz", tags=["meta"])

@@ -47,8 +47,9 @@ MAX_JSON_DEPTH = 32
 #: JSON bodies larger than this (bytes) are checked in a worker thread, not on the event loop
 THREAD_CHECK_BYTES = 64 * 1024
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: write paths that take no token (none today; a login/session exchange would go here)
-PUBLIC_WRITES: set[str] = set()
+#: write paths that take no token: the session exchange (login checks the token in its body,
+#: logout ends whatever session the cookie names)
+PUBLIC_WRITES: set[str] = {"/api/v1/session"}
 
 
 class JsonRejected(ValueError):

@@ -208,6 +208,21 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # None: no expiry (bootstrap/CI tokens only)
+
+
+class AuthCode(Base):
+    """A short-lived, single-use code standing in for a token in a URL (SHA-256 stored):
+    ``kind`` "stream" (a live-stream ticket, seconds) or "login" (a login link, minutes-hours)."""
+
+    __tablename__ = "auth_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=False)
+    used_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):

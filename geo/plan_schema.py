@@ -22,6 +22,35 @@ class PlanFormatError(ValueError):
     """A plan file that cannot be read; the message names the file and the field."""
 
 
+_ADAPTER: Any = None
+
+
+def _check_types(d: dict[str, Any], source: str) -> None:
+    """Check every field's type against the dataclasses below (strict: no "12" for a
+    number, no NaN/Infinity, no unknown fields), naming the first bad field's path.
+
+    Why: a plan travels (PUT /api/v1/plan) from the planner to the pages and the flight
+    stage; a string where a number belongs is at best a crash there and at worst markup.
+    pydantic is imported here, lazily, so reading the dataclasses stays import-light."""
+    global _ADAPTER
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    if _ADAPTER is None:
+        cfg = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+        for klass in (Waypoint, Sortie, PlannedGrid, NoFlyZone, Home, Plan):
+            klass.__pydantic_config__ = cfg  # type: ignore[attr-defined]
+        _ADAPTER = TypeAdapter(Plan)
+    try:
+        # JSON mode: strict there still takes objects for the dataclasses, numbers stay numbers
+        _ADAPTER.validate_json(json.dumps(d, allow_nan=True))
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        got = repr(err.get("input"))[:60]
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise PlanFormatError(f"{source}: field {where!r}: {err['msg']}, got {got}{more}") from None
+
+
 @dataclass
 class Waypoint:
     lat: float
@@ -132,6 +161,7 @@ class Plan:
             raise PlanFormatError(f"{source}: field 'schema' must be {PLAN_SCHEMA!r}, got {schema!r}")
         if schema.split("/")[1].split(".")[0] != PLAN_SCHEMA.split("/")[1]:
             raise PlanFormatError(f"{source}: unsupported plan schema {schema!r} (this SkyGrid reads {PLAN_SCHEMA!r})")
+        _check_types(d, source)
         try:
             sorties = []
             for s in d["sorties"]:

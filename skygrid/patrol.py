@@ -241,8 +241,9 @@ def _dist_m(a: tuple[float, float], b: tuple[float, float]) -> float:
 class AlertWatcher:
     """Subscribes to the live WebSocket and timestamps every ticket event on arrival."""
 
-    def __init__(self, ws_url: str) -> None:
+    def __init__(self, ws_url: str, token: str) -> None:
         self.ws_url = ws_url
+        self.token = token
         self.created: dict[Any, tuple[float, dict]] = {}
         self.task: asyncio.Task | None = None
         self.connected = asyncio.Event()
@@ -252,7 +253,8 @@ class AlertWatcher:
 
         while True:
             try:
-                async with websockets.connect(self.ws_url, open_timeout=10) as ws:
+                async with websockets.connect(self.ws_url, open_timeout=10,
+                                              additional_headers={"Authorization": f"Bearer {self.token}"}) as ws:
                     self.connected.set()
                     async for raw in ws:
                         now = time.time()
@@ -354,15 +356,26 @@ class PatrolRun:
         )
         self.server = DispatchServer(settings, self.cfg.host, port)
         self.server.start()
-        base = self.server.url
         self.state.urls = {
-            "command_room": f"{base}/?token={self.tokens['dispatcher']}",
-            "operator": f"{base}/operator?token={self.tokens['operator']}",
-            "api_docs": f"{base}/docs",
+            "command_room": self.login_link(self.tokens["dispatcher"], "/"),
+            "operator": self.login_link(self.tokens["operator"], "/operator"),
+            "api_docs": f"{self.server.url}/docs",
         }
         if self.worker_url_token:
             name, tok = self.worker_url_token
-            self.state.urls[f"grid_worker ({name})"] = f"{base}/worker?token={tok}"
+            self.state.urls[f"grid_worker ({name})"] = self.login_link(tok, "/worker")
+
+    def login_link(self, token: str, page: str) -> str:
+        """A one-time login link for ``page`` (the printed URLs carry no token: opening one
+        sets an HttpOnly session cookie and lands on the clean page URL)."""
+        from urllib.parse import urlencode
+
+        from dispatch.core.db import write_transaction
+        from dispatch.core.security import login_code_for
+
+        with write_transaction(self.server.app.state.sessionmaker) as s:
+            code = login_code_for(s, token)
+        return f"{self.server.url}/login?{urlencode({'code': code, 'next': page})}"
 
     def _worker_tokens(self) -> dict[str, dict]:
         """One token per patrolled grid's worker (scoped to that grid), for the worker page."""
@@ -445,7 +458,7 @@ class PatrolRun:
             self.state.phase = "starting dispatch"
             self.start_server()
             self.upload_plan()
-            watcher = AlertWatcher(self.server.url.replace("http", "ws", 1) + f"/api/v1/live/ws?token={self.tokens['viewer']}")
+            watcher = AlertWatcher(self.server.url.replace("http", "ws", 1) + "/api/v1/live/ws", self.tokens["viewer"])
             watcher.start()
             self.state.phase = "starting vision"
             self.start_vision()

@@ -53,6 +53,8 @@ class Settings(BaseModel):
     bootstrap_tokens: dict[str, BootstrapToken] = Field(default_factory=dict)
     tile_url: str | None = None  # pages: XYZ tile template, None = no base map
     display_crs: str = "gcj02"  # pages: CRS of the base map
+    auth_fail_limit: int = Field(20, gt=0)  # failed authentications per client address ...
+    auth_fail_window_s: float = Field(60.0, gt=0)  # ... within this window, then 429
     run_migrations: bool = True
     sla_background: bool = True  # run the SLA checker task in the app lifespan
 

@@ -37,7 +37,7 @@ def _engine_of(app: Any) -> Any:
 
 
 def authenticate_token(app: Any, token: str) -> Any:
-    """Token -> principal (None when unknown/revoked), for the streams' ``?token=``."""
+    """Token -> principal (None when unknown/revoked), for the streams (Authorization header)."""
     from sqlalchemy.orm import Session
 
     from dispatch.core.security import authenticate

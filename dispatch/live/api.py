@@ -13,8 +13,11 @@
 Streams take filters as comma-separated query values: ``grid``, ``tier``, ``class_name``
 (or ``class``), ``priority`` (``P0`` or ``0``), ``topic`` (prefix: ``ticket``, ``drone``).
 Resume: ``?after=<id>`` (WS and SSE) or the ``Last-Event-ID`` header (SSE, what
-EventSource sends by itself on reconnect). Auth: ``Authorization: Bearer`` or ``?token=``
-(browsers cannot set headers on WebSocket/EventSource). The first message is ``hello``
+EventSource sends by itself on reconnect). Auth: ``Authorization: Bearer`` or a
+single-use ``?ticket=`` from ``POST /api/v1/live/tickets`` (browsers cannot set headers on
+WebSocket/EventSource; a token never goes into a URL). An open stream re-checks its token
+every ``STREAM_AUTH_RECHECK_S`` seconds and ends (WebSocket close 4401, SSE ``event:
+revoked``) once the token is revoked or expired. The first message is ``hello``
 with ``last_id`` (the outbox head) and the drones' snapshot.
 
 Replay is paged (one page of outbox rows in memory at a time) and capped: a client asking
@@ -48,6 +51,8 @@ from .hub import TICK, LiveHub
 log = logging.getLogger("dispatch.live")
 
 KEEPALIVE_S = 15.0  # seconds between SSE comments / WS pings so proxies keep the stream open
+#: seconds between an open stream's checks that its token is still valid (revocation, expiry)
+STREAM_AUTH_RECHECK_S = 10.0
 
 
 # -- request bodies --------------------------------------------------------------------
@@ -140,11 +145,57 @@ def _hub(request_or_ws: Request | WebSocket) -> LiveHub:
     return request_or_ws.app.state.live_hub
 
 
-def _token_from(headers: Any, query: Any) -> str | None:
+def _bearer(headers: Any) -> str | None:
     auth = headers.get("authorization") or ""
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
-    return query.get("token") or None
+    return None
+
+
+def _stream_auth(app: Any, client: Any, headers: Any, query: Any) -> tuple[Any, int]:
+    """(principal or None, HTTP-ish status): bearer header or single-use ``?ticket=``;
+    429 while the client address is throttled for failed attempts."""
+    from dispatch.core.db import write_transaction
+    from dispatch.core.security import authenticate, redeem_code
+    from dispatch.core.throttle import client_key
+
+    throttle = app.state.auth_throttle
+    key = client_key(client)
+    if throttle.retry_after(key) > 0:
+        return None, 429
+    token, ticket = _bearer(headers), query.get("ticket")
+    if not token and not ticket:
+        return None, 401
+    if token:
+        with app.state.sessionmaker() as s:
+            principal = authenticate(s, token)
+    else:
+        with write_transaction(app.state.sessionmaker) as s:
+            principal = redeem_code(s, ticket, "stream")
+    if principal is None:
+        throttle.fail(key)
+        return None, 401
+    return principal, 200
+
+
+class _AuthWatch:
+    """Re-checks a stream's token at most every ``STREAM_AUTH_RECHECK_S`` seconds."""
+
+    def __init__(self, app: Any, principal: Any) -> None:
+        self.app, self.token_id = app, getattr(principal, "token_id", None)
+        self.next_check = time.monotonic() + STREAM_AUTH_RECHECK_S
+
+    def _valid(self) -> bool:
+        from dispatch.core.security import token_active
+
+        with self.app.state.sessionmaker() as s:
+            return token_active(s, self.token_id)
+
+    async def still_valid(self) -> bool:
+        if self.token_id is None or time.monotonic() < self.next_check:
+            return True
+        self.next_check = time.monotonic() + STREAM_AUTH_RECHECK_S
+        return await asyncio.to_thread(self._valid)
 
 
 def _build_filter(principal: Any, q: Any) -> EventFilter:
@@ -260,12 +311,6 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
     operator = deps.require_roles("operator")
     commander = deps.require_roles("operator", "dispatcher")
 
-    async def _stream_principal(app: Any, headers: Any, query: Any) -> Any:
-        token = _token_from(headers, query)
-        if not token:
-            return None
-        return await asyncio.to_thread(authenticate_token, app, token)
-
     @router.get("/api/v1/live/config", summary="Map settings for the pages (tile URL, display CRS)")
     async def live_config(request: Request) -> dict[str, Any]:
         s = request.app.state.live_settings
@@ -280,9 +325,11 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
     @router.websocket("/api/v1/live/ws")
     async def live_ws(websocket: WebSocket) -> None:
         hub = _hub(websocket)
-        principal = await _stream_principal(websocket.app, websocket.headers, websocket.query_params)
+        principal, status = await asyncio.to_thread(_stream_auth, websocket.app, websocket.client,
+                                                    websocket.headers, websocket.query_params)
         if principal is None:
-            await websocket.close(code=1008, reason="missing or invalid token")
+            await websocket.close(code=1008 if status == 401 else 1013,
+                                  reason="missing or invalid token or ticket" if status == 401 else "too many failures")
             return
         try:
             flt = _build_filter(principal, websocket.query_params)
@@ -297,13 +344,19 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
         await websocket.accept()
         refusal = await hub.replay_refusal(after)
         sub = hub.subscribe(flt, None if refusal else after)
+        watch = _AuthWatch(websocket.app, principal)
+        revoked = False
         try:
             await websocket.send_text(_hello(hub, principal, sub.skip_upto).encoded)
             if refusal:
                 await websocket.send_text(drone_event("resync", refusal).encoded)
 
             async def send_loop() -> None:
+                nonlocal revoked
                 async for batch, frame in _batches(hub, sub):
+                    if not await watch.still_valid():
+                        revoked = True
+                        return
                     if not batch:
                         await websocket.send_text('{"id":null,"topic":"ping","data":{}}')
                     elif batched:  # ?batch=1: one frame, a JSON array of the events ready now
@@ -335,15 +388,18 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
             if websocket.application_state == WebSocketState.CONNECTED:
                 with contextlib.suppress(Exception):
                     # 1013 "try again later": the client fell behind; reconnect with ?after=
-                    await websocket.close(code=1013 if sub.lagged else 1000)
+                    # 4401: the token was revoked or expired (do not reconnect with it)
+                    await websocket.close(code=4401 if revoked else 1013 if sub.lagged else 1000)
 
     @router.get("/api/v1/live/sse", summary="Server-Sent Events stream of tickets and drones",
                 response_class=StreamingResponse)
     async def live_sse(request: Request) -> Any:
         hub = _hub(request)
-        principal = await _stream_principal(request.app, request.headers, request.query_params)
+        principal, status = await asyncio.to_thread(_stream_auth, request.app, request.client,
+                                                    request.headers, request.query_params)
         if principal is None:
-            return JSONResponse({"detail": "missing or invalid token"}, status_code=401)
+            return JSONResponse({"detail": "missing or invalid token or ticket" if status == 401
+                                 else "too many failed attempts from this address"}, status_code=status)
         try:
             flt = _build_filter(principal, request.query_params)
             after = _after(request.headers.get("last-event-id"), "Last-Event-ID")
@@ -353,6 +409,7 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
             return JSONResponse({"detail": str(e)}, status_code=422)
         refusal = await hub.replay_refusal(after)
         sub = hub.subscribe(flt, None if refusal else after)
+        watch = _AuthWatch(request.app, principal)
 
         async def body() -> AsyncIterator[str]:
             try:
@@ -361,6 +418,9 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
                 if refusal:  # a plain message (onmessage); id: the head, where a reconnect resumes
                     yield f"id: {sub.skip_upto}\ndata: {drone_event('resync', refusal).encoded}\n\n"
                 async for batch, _frame in _batches(hub, sub):
+                    if not await watch.still_valid():
+                        yield 'event: revoked\ndata: {"detail": "token revoked or expired"}\n\n'
+                        return
                     yield _sse_chunk(batch) if batch else ": ping\n\n"
             finally:
                 hub.unsubscribe(sub)

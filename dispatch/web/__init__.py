@@ -5,7 +5,8 @@ page (``/worker``), the operator view (``/operator``), the command room's statis
 ``/static/web`` (Leaflet is vendored in ``static/vendor/leaflet``; nothing comes from a CDN).
 
 The pages are static HTML + JavaScript talking to the same HTTP API as every other client;
-they take their token from ``?token=`` (then kept in localStorage) or a login box.
+they log in with a token once (login box, a one-time ``/login?code=`` link, or ``?token=`` which
+the script removes from the address at once) and then hold an HttpOnly session cookie.
 """
 
 from __future__ import annotations

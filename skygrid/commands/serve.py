@@ -12,8 +12,13 @@ PostgreSQL (--db postgresql+psycopg://user@host/db); migrations run at startup.
 Settings not given here come from SKYGRID_* environment variables (see
 dispatch.core.config.Settings).
 
-Tokens:  skygrid serve token create --role dispatcher --name 值班长
+Tokens:  skygrid serve token create --role dispatcher --name 值班长 --expires 90d
          skygrid serve token create --role grid_worker --name 朱红霞 --grid 330603-YXQ-001
+         skygrid serve token rotate 7 --grace 1h      (new secret; the old one ends in 1 h)
+         skygrid serve token login-link 7 --base http://host:8000 --page /worker
+Tokens expire (90 days unless --expires says otherwise; 'never' only for service accounts).
+A login link holds a one-time code, not the token: opening it sets an HttpOnly session
+cookie and leads to the page's clean URL.
 """
 
 
@@ -33,12 +38,24 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.set_defaults(func=run)
     sub = p.add_subparsers(dest="serve_command", metavar="{token}")
     tok = sub.add_parser("token", help="manage API tokens")
-    tsub = tok.add_subparsers(dest="token_command", metavar="{create,list,revoke}", required=True)
+    tsub = tok.add_subparsers(dest="token_command", metavar="{create,list,revoke,rotate,login-link}", required=True)
     c = tsub.add_parser("create", help="create a token and print it (shown once; stored hashed)")
     c.add_argument("--role", required=True, choices=["operator", "dispatcher", "department", "grid_worker", "viewer"])
     c.add_argument("--name", required=True, help="who holds the token (person or system)")
     c.add_argument("--grid", action="append", dest="grids_", metavar="ID", help="grid id (grid_worker; repeatable)")
+    c.add_argument("--expires", default="90d", help="lifetime: 90d, 12h, 30m, 2w or 'never' (default: %(default)s)")
     c.add_argument("--db", dest="token_db", help="database URL (default as for serve)")
+    ro = tsub.add_parser("rotate", help="issue a successor of a token (same role/grids) and end the old one")
+    ro.add_argument("id", type=int)
+    ro.add_argument("--grace", default="1h", help="how long the old token keeps working (default: %(default)s)")
+    ro.add_argument("--expires", default="90d", help="lifetime of the new token (default: %(default)s)")
+    ro.add_argument("--db", dest="token_db")
+    ll = tsub.add_parser("login-link", help="print a one-time login link (12 h) for a token's pages")
+    ll.add_argument("id", type=int)
+    ll.add_argument("--base", default="http://127.0.0.1:8000", help="server URL (default: %(default)s)")
+    ll.add_argument("--page", default="/", help="page path: /, /worker, /operator, /stats, ... (default: %(default)s)")
+    ll.add_argument("--valid", default="12h", help="how long the link may be used (default: %(default)s)")
+    ll.add_argument("--db", dest="token_db")
     ls = tsub.add_parser("list", help="list tokens (never the secrets)")
     ls.add_argument("--db", dest="token_db")
     rv = tsub.add_parser("revoke", help="revoke a token by id")
@@ -56,7 +73,8 @@ def _settings(args: argparse.Namespace, db: str | None = None):
 
 
 def _token(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import urlencode
 
     from rich.console import Console
     from rich.table import Table
@@ -64,22 +82,48 @@ def _token(args: argparse.Namespace) -> int:
 
     from dispatch import audit
     from dispatch.core.db import make_engine, make_sessionmaker, upgrade, write_transaction
-    from dispatch.core.security import issue_token
+    from dispatch.core.security import (
+        LOGIN_CODE_TTL,
+        issue_code,
+        issue_token,
+        parse_duration,
+        rotate_token,
+        token_active,
+    )
     from dispatch.models import ApiToken
 
     st = _settings(args, args.token_db)
     engine = make_engine(st.database_url)
     upgrade(engine)
     sm = make_sessionmaker(engine)
-    if args.token_command == "create":
-        try:
+    err = Console(stderr=True)
+    try:
+        if args.token_command == "create":
+            ttl = parse_duration(args.expires)
             with write_transaction(sm) as s:
-                token = issue_token(s, args.role, args.name, args.grids_)
-        except ValueError as e:
-            Console(stderr=True).print(f"[red]error:[/] {e}")
-            return 2
-        print(token)
-        return 0
+                token = issue_token(s, args.role, args.name, args.grids_,
+                                    datetime.now(UTC) + ttl if ttl else None)
+            print(token)
+            return 0
+        if args.token_command == "rotate":
+            grace, ttl = parse_duration(args.grace) or timedelta(0), parse_duration(args.expires)
+            with write_transaction(sm) as s:
+                token, row = rotate_token(s, args.id, grace, datetime.now(UTC) + ttl if ttl else None)
+            err.print(f"token {args.id} -> new token {row.id}; the old one ends in {args.grace}")
+            print(token)
+            return 0
+        if args.token_command == "login-link":
+            ttl = parse_duration(args.valid) or LOGIN_CODE_TTL
+            with write_transaction(sm) as s:
+                row = s.get(ApiToken, args.id)
+                if row is None or not token_active(s, args.id):
+                    raise ValueError(f"id: no active token {args.id}")
+                code = issue_code(s, args.id, "login", ttl)
+            print(f"{args.base.rstrip('/')}/login?{urlencode({'code': code, 'next': args.page})}")
+            return 0
+    except ValueError as e:
+        err.print(f"[red]error:[/] {e}")
+        return 2
     if args.token_command == "revoke":
         with write_transaction(sm) as s:
             row = s.get(ApiToken, args.id)
@@ -89,10 +133,11 @@ def _token(args: argparse.Namespace) -> int:
             row.revoked_at = datetime.now(UTC)
             audit.append(s, row.revoked_at, "cli", "token.revoke", f"token:{row.id}", {"name": row.name})
         return 0
-    table = Table("id", "name", "role", "grids", "created", "revoked")
+    table = Table("id", "name", "role", "grids", "created", "expires", "revoked")
     with sm() as s:
         for t in s.scalars(select(ApiToken).order_by(ApiToken.id)):
             table.add_row(str(t.id), t.name, t.role, ",".join(t.grid_ids or []), t.created_at.isoformat(),
+                          t.expires_at.isoformat() if t.expires_at else "never",
                           t.revoked_at.isoformat() if t.revoked_at else "")
     Console().print(table)
     return 0

@@ -192,7 +192,8 @@ def test_a_batch_reaches_a_websocket_client_as_ticket_events(tmp_path, template_
     env = make_env(tmp_path, template_db)
     try:
         with TestClient(env.app) as client, \
-                client.websocket_connect("/api/v1/live/ws?token=tok-viewer&batch=1&topic=ticket.created") as ws:
+                client.websocket_connect("/api/v1/live/ws?batch=1&topic=ticket.created",
+                                         headers={"Authorization": "Bearer tok-viewer"}) as ws:
             assert json.loads(ws.receive_text())["topic"] == "hello"
             items = [env.incident(f"ws-{k}", spot=k) for k in range(6)]
             r = client.post("/api/v1/incidents/batch", json={"items": items}, headers=auth("operator"))

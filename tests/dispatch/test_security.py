@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -28,8 +29,8 @@ def test_every_mutating_call_needs_a_token(env):
         assert getattr(env.client, method)(url, **kw).status_code == 401, url
         r = getattr(env.client, method)(url, headers={"Authorization": "Bearer nope"}, **kw)
         assert r.status_code == 401 and r.json()["field"] == "header.authorization"
-    # a token in the query string is accepted for reads only
-    assert env.client.get("/api/v1/tickets?token=tok-viewer").status_code == 200
+    # a token in the query string is never accepted (URLs end up in logs)
+    assert env.client.get("/api/v1/tickets?token=tok-viewer").status_code == 401
     assert env.client.post(f"/api/v1/tickets/{tid}/comments?token=tok-dispatcher", json={"text": "x"}).status_code == 401
     assert env.client.post("/api/v1/incidents", json=env.incident("a3"), headers=auth("viewer")).status_code == 403
 
@@ -127,3 +128,111 @@ def test_audit_verify_cli(env):
     env.app.state.engine.dispose()
     cli = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 1 and "BROKEN" in cli.stdout and "entry 3: content changed" in cli.stdout
+
+
+# -- issue 13 item 4: no tokens in URLs, sessions with CSRF, stream tickets, lifetimes ------------
+def test_session_cookie_is_httponly_and_writes_need_the_csrf_header(env):
+    tid = env.post_incident(env.incident("cs1"))["ticket_id"]
+    c = env.client
+    r = c.post("/api/v1/session", json={"token": "tok-dispatcher"})
+    assert r.status_code == 200 and r.json()["role"] == "dispatcher"
+    set_cookie = ";".join(r.headers.get_list("set-cookie"))
+    assert "skygrid_session=" in set_cookie and "HttpOnly" in set_cookie and "SameSite=strict" in set_cookie
+    assert "tok-dispatcher" not in set_cookie  # the cookie holds a session code, not the token
+    assert c.get("/api/v1/me").json()["role"] == "dispatcher"  # reads: the cookie alone
+    r = c.post(f"/api/v1/tickets/{tid}/comments", json={"text": "x"})
+    assert r.status_code == 403 and r.json()["field"] == "header.x-csrf-token"
+    r = c.post(f"/api/v1/tickets/{tid}/comments", json={"text": "x"}, headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    csrf = c.cookies.get("skygrid_csrf")
+    assert c.post(f"/api/v1/tickets/{tid}/comments", json={"text": "x"},
+                  headers={"X-CSRF-Token": csrf}).status_code in (200, 201)
+    assert c.delete("/api/v1/session").status_code == 204  # logout ends it server-side
+    c.cookies.clear()
+    assert c.get("/api/v1/me").status_code == 401
+
+
+def test_stream_tickets_are_single_use_and_tokens_are_not_taken_from_urls(env):
+    from starlette.websockets import WebSocketDisconnect
+
+    ticket = env.client.post("/api/v1/live/tickets", headers=auth("viewer")).json()["ticket"]
+    with env.client.websocket_connect(f"/api/v1/live/ws?ticket={ticket}") as ws:
+        assert json.loads(ws.receive_text())["topic"] == "hello"
+    for url in (f"/api/v1/live/ws?ticket={ticket}", "/api/v1/live/ws?token=tok-viewer"):
+        with pytest.raises(WebSocketDisconnect) as e, env.client.websocket_connect(url) as ws:
+            ws.receive_text()
+        assert e.value.code == 1008
+    assert env.client.get("/api/v1/live/sse?token=tok-viewer").status_code == 401
+    assert env.client.get("/api/v1/evidence/1?token=tok-viewer").status_code == 401
+
+
+def test_tokens_expire_and_rotation_keeps_the_old_one_only_for_the_grace(env):
+    from datetime import UTC, datetime, timedelta
+
+    from dispatch.core.security import parse_duration, rotate_token
+
+    assert parse_duration("90d") == timedelta(days=90) and parse_duration("never") is None
+    with pytest.raises(ValueError, match="expires"):
+        parse_duration("soon")
+    with env.app.state.sessionmaker() as s, s.begin():
+        short = issue_token(s, "viewer", "临时", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        live = issue_token(s, "viewer", "值班", expires_at=datetime.now(UTC) + timedelta(days=1))
+    assert env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {short}"}).status_code == 401
+    assert env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {live}"}).status_code == 200
+    with env.app.state.sessionmaker() as s, s.begin():
+        old_id = s.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(live)))
+        new, _row = rotate_token(s, old_id, timedelta(0), None)
+    assert env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {live}"}).status_code == 401
+    assert env.client.get("/api/v1/me", headers={"Authorization": f"Bearer {new}"}).json()["name"] == "值班"
+
+
+def test_cli_creates_expiring_tokens_rotates_and_prints_login_links(tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "skygrid", "serve", "token", *a, "--db", db],  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    r = run("create", "--role", "viewer", "--name", "大屏", "--expires", "2h")
+    assert r.returncode == 0, r.stderr
+    listed = run("list").stdout
+    assert "never" not in listed.split("\n", 3)[-1] or "大屏" in listed
+    rot = run("rotate", "1", "--grace", "5m")
+    assert rot.returncode == 0 and rot.stdout.strip().startswith("sg_") and rot.stdout.strip() != r.stdout.strip()
+    link = run("login-link", "2", "--base", "http://h:1", "--page", "/worker")
+    assert link.returncode == 0 and link.stdout.startswith("http://h:1/login?code=sgc_") and "next=%2Fworker" in link.stdout
+    assert run("create", "--role", "viewer", "--name", "x", "--expires", "soon").returncode == 2
+
+
+def test_failed_tokens_are_throttled_per_address(env):
+    codes = [env.client.get("/api/v1/me", headers={"Authorization": f"Bearer guess-{k}"}).status_code
+             for k in range(25)]
+    assert codes[:20] == [401] * 20 and codes[20:] == [429] * 5
+    r = env.client.get("/api/v1/me", headers=auth("viewer"))  # the address, not the token, is throttled
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_access_log_never_holds_a_secret():
+    import logging
+
+    from dispatch.core.logs import install_redaction
+
+    install_redaction()
+    records: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    logger = logging.getLogger("uvicorn.access")
+    h = Grab()
+    h.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(h)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:  # the call uvicorn's httptools/h11 protocols make for each request
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET",
+                    "/?token=sg_SECRET1&x=1&ticket=sgc_SECRET2", "1.1", 200)
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/login?code=sgc_SECRET3&next=/", "1.1", 303)
+    finally:
+        logger.removeHandler(h)
+        logger.setLevel(old)
+    assert len(records) == 2 and "x=1" in records[0] and "next=/" in records[1]
+    assert not any("SECRET" in r for r in records), records

@@ -17,6 +17,11 @@ from geo.plan_schema import Home, Plan, PlannedGrid, Sortie, Waypoint
 G1, G2, G3 = "330603-YXQ-001", "330603-YXQ-002", "330603-YXQ-003"
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header (streams take no token in the URL)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def _collect(ws: Any, want: int, timeout: float = 5.0, topic: str = "ticket.") -> list[dict]:
     """Messages whose topic starts with ``topic`` until ``want`` arrived or ``timeout`` s passed."""
     out: list[dict] = []
@@ -64,11 +69,11 @@ def test_ws_filters_by_class_grid_priority_and_scope(make_server, points) -> Non
     srv = make_server(extra_tokens={"tok-worker": {"role": "grid_worker", "name": "网格员", "grid_ids": [G1]}})
 
     async def run() -> None:
-        base = f"{srv.ws_url}/api/v1/live/ws?token="
-        async with websockets.connect(base + f"tok-viewer&class_name=hazmat_fire&grid={G1}") as ws_cls, \
-                websockets.connect(base + "tok-viewer&priority=P0,P1&topic=ticket") as ws_pri, \
-                websockets.connect(base + "tok-worker") as ws_worker, \
-                websockets.connect(base + f"tok-viewer&tier=town&grid={G2}") as ws_tier:
+        base = f"{srv.ws_url}/api/v1/live/ws?"
+        async with websockets.connect(base + f"class_name=hazmat_fire&grid={G1}", additional_headers=bearer("tok-viewer")) as ws_cls, \
+                websockets.connect(base + "priority=P0,P1&topic=ticket", additional_headers=bearer("tok-viewer")) as ws_pri, \
+                websockets.connect(base, additional_headers=bearer("tok-worker")) as ws_worker, \
+                websockets.connect(base + f"tier=town&grid={G2}", additional_headers=bearer("tok-viewer")) as ws_tier:
             hello = await _hello(ws_cls)
             assert hello["data"]["principal"]["role"] == "viewer"
             for ws in (ws_pri, ws_worker, ws_tier):
@@ -97,7 +102,7 @@ def test_bad_filter_and_missing_token_are_refused(server) -> None:
         with pytest.raises(websockets.exceptions.InvalidStatus):
             async with websockets.connect(f"{server.ws_url}/api/v1/live/ws"):
                 pass
-        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?token=tok-viewer&priority=urgent") as ws:
+        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?priority=urgent", additional_headers=bearer("tok-viewer")) as ws:
             msg = json.loads(await ws.recv())
             assert msg["topic"] == "error" and "priority" in msg["data"]["detail"]
             with pytest.raises(websockets.exceptions.ConnectionClosed) as exc:
@@ -105,9 +110,9 @@ def test_bad_filter_and_missing_token_are_refused(server) -> None:
             assert exc.value.rcvd.code == 4400
 
     asyncio.run(run())
-    r = httpx.get(f"{server.url}/api/v1/live/sse?token=nope")
+    r = httpx.get(f"{server.url}/api/v1/live/sse", headers=bearer("nope"))
     assert r.status_code == 401
-    r = httpx.get(f"{server.url}/api/v1/live/sse?token=tok-viewer&after=x")
+    r = httpx.get(f"{server.url}/api/v1/live/sse?after=x", headers=bearer("tok-viewer"))
     assert r.status_code == 422 and "after" in r.json()["detail"]
 
 
@@ -115,7 +120,7 @@ def test_ws_declines_per_client_compression(server) -> None:
     # the client offers permessage-deflate (websockets does by default); the server, run with
     # dispatch.app.SERVER_OPTIONS as `skygrid serve` and the patrol run it, must decline it
     async def run() -> None:
-        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?token=tok-viewer") as ws:
+        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?", additional_headers=bearer("tok-viewer")) as ws:
             assert "permessage-deflate" in (ws.request.headers.get("Sec-WebSocket-Extensions") or "")
             assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
             assert json.loads(await ws.recv())["topic"] == "hello"
@@ -125,8 +130,8 @@ def test_ws_declines_per_client_compression(server) -> None:
 
 def test_ws_resume_after_reconnect_replays_missed_events(server, points) -> None:
     async def run() -> None:
-        url = f"{server.ws_url}/api/v1/live/ws?token=tok-viewer&topic=ticket"
-        async with websockets.connect(url) as ws:
+        url = f"{server.ws_url}/api/v1/live/ws?topic=ticket"
+        async with websockets.connect(url, additional_headers=bearer("tok-viewer")) as ws:
             await _hello(ws)
             first = await asyncio.to_thread(server.ingest, "straw_burning", *points[G1], "r-1")
             got = await _collect(ws, 1)
@@ -136,7 +141,7 @@ def test_ws_resume_after_reconnect_replays_missed_events(server, points) -> None
         t2 = await asyncio.to_thread(server.ingest, "illegal_dumping", *points[G2], "r-2")
         t3 = await asyncio.to_thread(server.ingest, "illegal_structure", *points[G3], "r-3")
         await asyncio.to_thread(server.act, first["ticket_id"], "sign")
-        async with websockets.connect(f"{url}&after={last_id}") as ws:
+        async with websockets.connect(f"{url}&after={last_id}", additional_headers=bearer("tok-viewer")) as ws:
             await _hello(ws)
             missed = await _collect(ws, 3)
             live = await asyncio.to_thread(server.ingest, "hazmat_fire", *points[G1], "r-4")
@@ -178,8 +183,8 @@ def test_sse_last_event_id_resumes(server, points) -> None:
     assert [d["data"]["id"] for _, d in all_events] == [a["ticket_id"], b["ticket_id"]]
     first_id = all_events[0][0]
     assert first_id == str(all_events[0][1]["id"])
-    resumed = _sse_events(f"{server.url}/api/v1/live/sse?token=tok-viewer",
-                          {"Last-Event-ID": first_id}, 1)
+    resumed = _sse_events(f"{server.url}/api/v1/live/sse",
+                          {"Last-Event-ID": first_id, **bearer("tok-viewer")}, 1)
     assert [d["data"]["id"] for _, d in resumed] == [b["ticket_id"]]
     assert resumed[0][0] == all_events[1][0]
     hub = server.app.state.live_hub
@@ -194,8 +199,8 @@ def test_two_app_instances_on_one_sqlite_file_see_each_others_events(make_server
     a, b = make_server(db), make_server(db)
 
     async def run() -> None:
-        async with websockets.connect(f"{b.ws_url}/api/v1/live/ws?token=tok-viewer") as on_b, \
-                websockets.connect(f"{a.ws_url}/api/v1/live/ws?token=tok-viewer") as on_a:
+        async with websockets.connect(f"{b.ws_url}/api/v1/live/ws?", additional_headers=bearer("tok-viewer")) as on_b, \
+                websockets.connect(f"{a.ws_url}/api/v1/live/ws?", additional_headers=bearer("tok-viewer")) as on_a:
             await _hello(on_b)
             await _hello(on_a)
             t = await asyncio.to_thread(a.ingest, "hazmat_fire", *points[G1], "x-1")
@@ -223,7 +228,7 @@ def test_telemetry_broadcast_board_and_validation(server, points) -> None:
     lat, lon = points[G1]
 
     async def run() -> None:
-        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?token=tok-viewer&topic=drone") as ws:
+        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?topic=drone", additional_headers=bearer("tok-viewer")) as ws:
             await _hello(ws)
             body = {"records": [_telemetry("d0", lat, lon, 1), _telemetry("d0", lat + 0.001, lon, 2)],
                     "events": [{"drone_id": "d0", "wall_time": time.time(), "kind": "link_lost", "message": "链路中断",
@@ -281,7 +286,7 @@ def test_plan_put_get_and_bad_plan_keeps_the_old_one(server, points) -> None:
 
 def test_ws_batch_mode_sends_json_arrays(server, points) -> None:
     async def run() -> None:
-        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?token=tok-viewer&batch=1&topic=ticket") as ws:
+        async with websockets.connect(f"{server.ws_url}/api/v1/live/ws?batch=1&topic=ticket", additional_headers=bearer("tok-viewer")) as ws:
             await _hello(ws)
             ids = [(await asyncio.to_thread(server.ingest, cls, *points[g], f"b-{g}"))["ticket_id"]
                    for cls, g in (("straw_burning", G1), ("illegal_dumping", G2))]

@@ -59,7 +59,10 @@ class Guard:
 
 
 def _page(browser, url: str, guard: Guard, viewport: dict | None = None):  # noqa: ANN001
-    context = browser.new_context(viewport=viewport or {"width": 1400, "height": 860}, locale="zh-CN")
+    # bypass_csp: Playwright's wait_for_function evaluates strings, which the pages' CSP forbids
+    # (tests/web/test_security_pages.py checks the pages under their real CSP)
+    context = browser.new_context(viewport=viewport or {"width": 1400, "height": 860}, locale="zh-CN",
+                                  bypass_csp=True)
     page = context.new_page()
     guard.attach(context, page)
     page.goto(url)
@@ -198,7 +201,7 @@ def test_operator_view_progress_and_rtl(browser, make_server, points, artifacts_
 
 def test_login_box_when_no_token(browser, server) -> None:
     guard = Guard()
-    context = browser.new_context()
+    context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     guard.attach(context, page)
     try:
@@ -270,7 +273,7 @@ def test_worker_page_on_a_slow_flaky_connection(browser, make_server, points) ->
     srv = make_server(extra_tokens=WORKER)
     t = srv.ingest("straw_burning", *points[G1], "slow-1")
     guard = Guard()
-    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context = browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
     page = context.new_page()
     guard.attach(context, page)
     failed = {"n": 0}

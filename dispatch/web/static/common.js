@@ -1,53 +1,112 @@
-/* SkyGrid pages: token, HTTP with retry, live stream, China map coordinates. No dependencies. */
+/* SkyGrid pages: safe DOM building, session cookie + CSRF, HTTP with retry, live stream (one-use tickets),
+ * China map coordinates. No dependencies. Never build HTML from data (no innerHTML): use SG.h / SG.fill / SG.tip. */
 "use strict";
 (function (global) {
   const SG = {};
 
-  // ---- token: ?token= (kept in localStorage, removed from the address bar) or a login box ----
-  SG.token = function () {
-    const url = new URL(window.location.href);
-    const t = url.searchParams.get("token");
-    if (t) {
-      try { localStorage.setItem("skygrid.token", t); } catch (e) { /* private mode */ }
-      url.searchParams.delete("token");
-      window.history.replaceState(null, "", url.pathname + url.search + url.hash);
-      SG._token = t;
-      return t;
+  // ---- safe DOM building: data only ever becomes text nodes and attribute values ----
+  const URL_ATTRS = new Set(["href", "src", "action", "formaction", "xlink:href"]);
+  /** Append children to el: strings/numbers become text nodes, arrays are flattened,
+   *  null/undefined/false are skipped, nodes are appended as they are. */
+  SG.append = function (el, children) {
+    for (const c of children) {
+      if (c === null || c === undefined || c === false) continue;
+      if (Array.isArray(c)) SG.append(el, c);
+      else if (c instanceof Node) el.appendChild(c);
+      else el.appendChild(document.createTextNode(String(c)));
     }
-    if (SG._token) return SG._token;
-    try { return localStorage.getItem("skygrid.token"); } catch (e) { return null; }
+    return el;
+  };
+  /** Build an element: SG.h("li", {class: "x", dataset: {id: 3}, style: {background: c}, onclick: f}, "text", child).
+   *  Never parses HTML; URL attributes refuse javascript:/data: schemes. */
+  SG.h = function (tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = String(v);
+      else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
+      else if (k === "dataset") { for (const [dk, dv] of Object.entries(v)) el.dataset[dk] = String(dv); }
+      else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+      else {
+        const val = v === true ? "" : String(v);
+        if (URL_ATTRS.has(k) && /^\s*(javascript|data|vbscript):/i.test(val)) continue;
+        el.setAttribute(k, val);
+      }
+    }
+    return SG.append(el, children);
+  };
+  /** Replace el's content with children (see SG.append). */
+  SG.fill = function (el, ...children) { el.replaceChildren(); return SG.append(el, children); };
+  /** Tooltip/popup content for Leaflet as a node (a string there would be parsed as HTML):
+   *  each argument one line. */
+  SG.tip = function (...lines) {
+    const el = document.createElement("div");
+    lines.forEach((l, i) => { if (i) el.appendChild(document.createElement("br")); SG.append(el, [l]); });
+    return el;
   };
 
-  SG.logout = function () {
-    try { localStorage.removeItem("skygrid.token"); } catch (e) { /* ignore */ }
-    SG._token = null;
+  // ---- session: an HttpOnly cookie set by the server; the page never keeps the token ----
+  /** A token handed over in the address (?token= / #token=, old links and tests): removed
+   *  from the address bar at once and exchanged for the session cookie by ensureLogin. */
+  SG.takeUrlToken = function () {
+    const url = new URL(window.location.href);
+    const hash = new URLSearchParams(url.hash.replace(/^#/, ""));
+    const t = url.searchParams.get("token") || hash.get("token");
+    if (!t) return null;
+    url.searchParams.delete("token");
+    hash.delete("token");
+    const h = hash.toString();
+    window.history.replaceState(null, "", url.pathname + url.search + (h ? "#" + h : ""));
+    return t;
+  };
+  function cookie(name) {
+    for (const part of document.cookie.split(";")) {
+      const [k, ...v] = part.trim().split("=");
+      if (k === name) return decodeURIComponent(v.join("="));
+    }
+    return "";
+  }
+  SG.csrf = () => cookie("skygrid_csrf");
+
+  /** Exchange a token for the session cookie (POST /api/v1/session). */
+  SG.startSession = function (token) {
+    return SG.api("/api/v1/session", { method: "POST", body: { token }, retries: 2 });
+  };
+
+  SG.logout = async function () {
+    try { await SG.api("/api/v1/session", { method: "DELETE", retries: 1 }); } catch (e) { /* reload anyway */ }
     window.location.reload();
   };
 
-  /** Show the login box; resolves once a token was entered. */
+  /** Show the login box; resolves once a token was accepted (the session cookie is set). */
   SG.login = function (message) {
     return new Promise((resolve) => {
       let box = document.getElementById("sg-login");
       if (!box) {
-        box = document.createElement("div");
-        box.id = "sg-login";
-        box.className = "login";
-        box.innerHTML = '<form><h2>登录 SkyGrid</h2><p class="msg"></p>' +
-          '<input name="token" type="password" autocomplete="current-password" placeholder="访问令牌 (token)" required>' +
-          '<button type="submit">登录</button></form>';
+        box = SG.h("div", { id: "sg-login", class: "login" },
+          SG.h("form", {}, SG.h("h2", {}, "登录 SkyGrid"), SG.h("p", { class: "msg" }),
+            SG.h("input", { name: "token", type: "password", autocomplete: "current-password",
+              placeholder: "访问令牌 (token)", required: true }),
+            SG.h("button", { type: "submit" }, "登录")));
         document.body.appendChild(box);
       }
-      box.querySelector(".msg").textContent = message || "请输入访问令牌";
+      const msg = box.querySelector(".msg");
+      msg.textContent = message || "请输入访问令牌";
       box.style.display = "flex";
-      box.querySelector("form").onsubmit = (ev) => {
+      box.querySelector("form").onsubmit = async (ev) => {
         ev.preventDefault();
-        const t = box.querySelector("input").value.trim();
+        const input = box.querySelector("input");
+        const t = input.value.trim();
         if (!t) return;
-        try { localStorage.setItem("skygrid.token", t); } catch (e) { /* ignore */ }
-        SG._token = t;
-        box.style.display = "none";
-        SG.unlockAudio();
-        resolve(t);
+        try {
+          const who = await SG.startSession(t);
+          input.value = "";
+          box.style.display = "none";
+          SG.unlockAudio();
+          resolve(who);
+        } catch (e) {
+          msg.textContent = e.status === 401 ? "令牌无效、已过期或已撤销" : ("登录失败：" + e.message);
+        }
       };
     });
   };
@@ -61,8 +120,8 @@
     opts = opts || {};
     const retries = opts.retries === undefined ? 4 : opts.retries;
     const headers = Object.assign({}, opts.headers || {});
-    const token = SG.token();
-    if (token) headers["Authorization"] = "Bearer " + token;
+    const method = opts.method || "GET";
+    if (!["GET", "HEAD", "OPTIONS"].includes(method)) headers["X-CSRF-Token"] = SG.csrf();
     let body = opts.body;
     if (body !== undefined && !(body instanceof FormData) && typeof body !== "string") {
       body = JSON.stringify(body);
@@ -72,7 +131,7 @@
     for (let attempt = 0; ; attempt++) {
       let res;
       try {
-        res = await fetch(path, { method: opts.method || "GET", headers, body, cache: "no-store" });
+        res = await fetch(path, { method, headers, body, cache: "no-store", credentials: "same-origin" });
       } catch (e) {
         if (attempt >= retries) { const err = new Error("网络错误，请稍后重试"); err.status = 0; throw err; }
         SG.setNet && SG.setNet("重试中…");
@@ -105,14 +164,18 @@
     return data.message || "";
   };
 
-  /** Ensure a working token (login box on 401). Returns the hello principal via /api/v1/live/drones. */
+  /** Ensure a session (a token from the address is exchanged first; login box on 401).
+   *  Returns the drones snapshot (/api/v1/live/drones). */
   SG.ensureLogin = async function () {
+    const fromUrl = SG.takeUrlToken();
+    if (fromUrl) {
+      try { await SG.startSession(fromUrl); } catch (e) { if (e.status !== 401) throw e; }
+    }
     for (;;) {
-      if (!SG.token()) await SG.login();
       try {
         return await SG.api("/api/v1/live/drones", { retries: 6 });
       } catch (e) {
-        if (e.status === 401) { await SG.login("令牌无效或已撤销，请重新输入"); continue; }
+        if (e.status === 401) { await SG.login(fromUrl ? "令牌无效、已过期或已撤销，请重新输入" : ""); continue; }
         throw e;
       }
     }
@@ -120,14 +183,15 @@
 
   // ---- live stream: WebSocket with resume (?after=), SSE fallback ----
   /** Open the live stream. onEvent(ev) gets every event (hello included); reconnects with
-   *  the last outbox id so nothing is missed. opts.filters: {grid, tier, class_name, priority, topic}. */
+   *  the last outbox id so nothing is missed. opts.filters: {grid, tier, class_name, priority, topic}.
+   *  Each (re)connect first asks for a single-use stream ticket: no token in the stream URL. */
   SG.live = function (onEvent, opts) {
     opts = opts || {};
     const state = { lastId: null, ws: null, es: null, closed: false, onStatus: opts.onStatus || function () {} };
     let delay = 500;
-    function query() {
+    function query(ticket) {
       const q = new URLSearchParams();
-      q.set("token", SG.token() || "");
+      q.set("ticket", ticket);
       const f = opts.filters || {};
       for (const k of Object.keys(f)) if (f[k]) q.set(k, f[k]);
       if (state.lastId !== null) q.set("after", String(state.lastId));
@@ -154,18 +218,27 @@
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 10000);
     }
-    function connect() {
+    async function connect() {
       if (state.closed) return;
+      let ticket;
+      try {
+        ticket = (await SG.api("/api/v1/live/tickets", { method: "POST", retries: 0 })).ticket;
+      } catch (e) {
+        if (e.status === 401) await SG.login("登录已失效，请重新输入令牌");
+        retry();
+        return;
+      }
       if (opts.transport === "sse" || !("WebSocket" in window)) {
-        const es = new EventSource("/api/v1/live/sse?" + query());
+        const es = new EventSource("/api/v1/live/sse?" + query(ticket));
         state.es = es;
         es.addEventListener("hello", (m) => { delay = 500; state.onStatus("live"); handle(m.data); });
         es.onmessage = (m) => handle(m.data);
+        es.addEventListener("revoked", () => { es.close(); retry(); });
         es.onerror = () => { es.close(); retry(); };
         return;
       }
       const proto = window.location.protocol === "https:" ? "wss://" : "ws://";
-      const ws = new WebSocket(proto + window.location.host + "/api/v1/live/ws?" + query());
+      const ws = new WebSocket(proto + window.location.host + "/api/v1/live/ws?" + query(ticket));
       state.ws = ws;
       ws.onopen = () => { delay = 500; state.onStatus("live"); };
       ws.onmessage = (m) => handle(m.data);
@@ -229,10 +302,6 @@
   SG.classColor = (c) => (SG.CLASS[c] || {}).color || "#2a6fdb";
   SG.TIER = { village: "村级", town: "镇街", district: "区级" };
   SG.OPEN = (t) => !["closed", "rejected", "duplicate"].includes(t.status);
-  SG.esc = function (s) {
-    return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g,
-      (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-  };
   /** SLA text for a ticket: "剩余 mm:ss" / "超时 mm:ss" and whether it is overdue. */
   SG.sla = function (t, nowMs) {
     const due = t.sla && t.sla.due_at ? Date.parse(t.sla.due_at) : NaN;

@@ -10,24 +10,34 @@
     clearTimeout(toast._t); toast._t = setTimeout(() => { t.style.display = "none"; }, ms || 3000);
   }
 
+  const h = SG.h;
+  const num = (v, digits) => (typeof v === "number" && isFinite(v) ? v.toFixed(digits) : "—");
+
   function renderPlan() {
     const p = O.plan;
     if (!p) return;
-    const km = (p.sorties || []).reduce((a, s) => a + (s.distance_m || 0), 0) / 1000;
-    $("plan").innerHTML = `<h3>巡查计划</h3><div class="kv">
-      <span>网格</span><span>${p.grids.length} 个</span>
-      <span>无人机</span><span>${p.drones} 架</span>
-      <span>架次</span><span>${p.sorties.length} 个，共 ${km.toFixed(1)} km</span>
-      <span>航高</span><span>${p.altitude_m} m（真高 ≤ 120 m）</span>
-      <span>地面分辨率</span><span>${p.gsd_cm} cm/px · 航速 ${p.speed_m_s} m/s</span>
-      <span>起降点</span><span>${p.home.lat.toFixed(5)}, ${p.home.lon.toFixed(5)}</span>
-      <span>生成</span><span>${SG.esc(p.created_at || "")}</span></div>`;
-    const rows = [...p.sorties].sort((a, b) => (a.drone - b.drone) || (a.index - b.index)).map((s) =>
-      `<tr data-sortie="${SG.esc(s.id)}"><td>${SG.esc(s.id)}</td><td>d${s.drone}</td><td>${s.index + 1}</td><td>${s.grid_ids.map(SG.esc).join("、")}</td>
-       <td>${s.waypoints.length}</td><td>${(s.distance_m / 1000).toFixed(2)} km</td><td>${Math.round(s.duration_s / 60)} min</td>
-       <td>${Math.round(s.battery_fraction * 100)}%</td><td class="sortie-state"></td></tr>`).join("");
-    $("sorties").innerHTML = `<h3>架次</h3><table class="plain"><thead><tr><th>架次</th><th>无人机</th><th>序号</th><th>网格</th><th>航点</th><th>航程</th><th>预计</th><th>电量</th><th>状态</th></tr></thead><tbody>${rows}</tbody></table>`;
-    for (let i = 0; i < p.drones; i++) ensureDrone("d" + i);
+    const sorties = p.sorties || [];
+    const km = sorties.reduce((a, s) => a + (Number(s.distance_m) || 0), 0) / 1000;
+    const kv = (label, value) => [h("span", {}, label), h("span", {}, value)];
+    SG.fill($("plan"), h("h3", {}, "巡查计划"), h("div", { class: "kv" },
+      kv("网格", `${(p.grids || []).length} 个`),
+      kv("无人机", `${p.drones} 架`),
+      kv("架次", `${sorties.length} 个，共 ${km.toFixed(1)} km`),
+      kv("航高", `${p.altitude_m} m（真高 ≤ 120 m）`),
+      kv("地面分辨率", `${p.gsd_cm} cm/px · 航速 ${p.speed_m_s} m/s`),
+      kv("起降点", p.home ? `${num(p.home.lat, 5)}, ${num(p.home.lon, 5)}` : "—"),
+      kv("生成", p.created_at || "")));
+    const rows = [...sorties].sort((a, b) => (a.drone - b.drone) || (a.index - b.index)).map((s) =>
+      h("tr", { dataset: { sortie: s.id } },
+        h("td", {}, s.id), h("td", {}, "d" + s.drone), h("td", {}, Number(s.index) + 1),
+        h("td", {}, (s.grid_ids || []).join("、")), h("td", {}, (s.waypoints || []).length),
+        h("td", {}, `${num(s.distance_m / 1000, 2)} km`), h("td", {}, `${Math.round(s.duration_s / 60)} min`),
+        h("td", {}, `${Math.round(s.battery_fraction * 100)}%`), h("td", { class: "sortie-state" })));
+    const heads = ["架次", "无人机", "序号", "网格", "航点", "航程", "预计", "电量", "状态"].map((t) => h("th", {}, t));
+    SG.fill($("sorties"), h("h3", {}, "架次"),
+      h("table", { class: "plain" }, h("thead", {}, h("tr", {}, heads)), h("tbody", {}, rows)));
+    const n = Math.min(Number(p.drones) || 0, 64);
+    for (let i = 0; i < n; i++) ensureDrone("d" + i);
     renderSortieStates();
   }
 
@@ -35,19 +45,18 @@
     if (O.drones.has(id)) return O.drones.get(id);
     const d = { id, tel: null, events: [] };
     O.drones.set(id, d);
-    const card = document.createElement("div");
-    card.className = "card"; card.id = "drone-" + id; card.dataset.drone = id;
-    card.innerHTML = `<h3><span>无人机 ${SG.esc(id)}</span><span class="mode note">未连接</span></h3>
-      <div class="kv"><span>架次</span><span class="sortie">—</span><span>航点</span><span class="item">—</span>
-      <span>高度</span><span class="alt">—</span><span>速度</span><span class="spd">—</span><span>电量</span><span class="bat">—</span>
-      <span>位置</span><span class="pos">—</span></div>
-      <div class="progress"><div></div></div>
-      <div class="row" style="display:flex;gap:6px;flex-wrap:wrap">
-        <button type="button" class="danger" data-cmd="rtl" data-abort="1">中止任务</button>
-        <button type="button" data-cmd="rtl">返航 RTL</button>
-        <button type="button" data-cmd="hold">悬停</button>
-        <button type="button" data-cmd="resume">继续任务</button></div>
-      <ul class="events"></ul>`;
+    const kv = (label, cls) => [h("span", {}, label), h("span", { class: cls }, "—")];
+    const card = h("div", { class: "card", id: "drone-" + id, dataset: { drone: id } },
+      h("h3", {}, h("span", {}, "无人机 " + id), h("span", { class: "mode note" }, "未连接")),
+      h("div", { class: "kv" }, kv("架次", "sortie"), kv("航点", "item"), kv("高度", "alt"), kv("速度", "spd"),
+        kv("电量", "bat"), kv("位置", "pos")),
+      h("div", { class: "progress" }, h("div")),
+      h("div", { class: "row cmd-row" },
+        h("button", { type: "button", class: "danger", dataset: { cmd: "rtl", abort: "1" } }, "中止任务"),
+        h("button", { type: "button", dataset: { cmd: "rtl" } }, "返航 RTL"),
+        h("button", { type: "button", dataset: { cmd: "hold" } }, "悬停"),
+        h("button", { type: "button", dataset: { cmd: "resume" } }, "继续任务")),
+      h("ul", { class: "events" }));
     $("drones").appendChild(card);
     return d;
   }
@@ -66,8 +75,7 @@
       c.querySelector(".bat").textContent = `${Math.round(t.battery_pct)}%`;
       c.querySelector(".pos").textContent = `${t.lat.toFixed(6)}, ${t.lon.toFixed(6)}`;
     }
-    c.querySelector(".events").innerHTML = d.events.slice(-8).reverse().map((e) =>
-      `<li>${SG.time(e.at)} ${SG.esc(e.text)}</li>`).join("");
+    SG.fill(c.querySelector(".events"), d.events.slice(-8).reverse().map((e) => h("li", {}, `${SG.time(e.at)} ${e.text}`)));
   }
 
   function renderSortieStates() {
@@ -92,8 +100,9 @@
 
   function renderCommands() {
     const rows = [...O.commands.values()].sort((a, b) => b.id - a.id).slice(0, 20);
-    $("cmds").querySelector("tbody").innerHTML = rows.map((c) =>
-      `<tr><td>${c.id}</td><td>${SG.esc(c.drone_id)}</td><td>${SG.esc(ACTION_LABEL[c.action] || c.action)}${c.note ? "（" + SG.esc(c.note) + "）" : ""}</td><td>${SG.esc(c.issued_by)}</td><td>${SG.time(c.issued_at)}</td></tr>`).join("");
+    SG.fill($("cmds").querySelector("tbody"), rows.map((c) => h("tr", {}, h("td", {}, c.id), h("td", {}, c.drone_id),
+      h("td", {}, (ACTION_LABEL[c.action] || c.action) + (c.note ? "（" + c.note + "）" : "")),
+      h("td", {}, c.issued_by), h("td", {}, SG.time(c.issued_at)))));
   }
 
   $("drones").addEventListener("click", async (ev) => {

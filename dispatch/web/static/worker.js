@@ -3,6 +3,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
+  const h = SG.h;
   const W = { tickets: new Map(), me: null, workflow: {}, grids: {} };
   window.SGWORKER = W;
   SG.setNet = (s) => { $("net").textContent = s; };
@@ -33,32 +34,30 @@
     W.dirty = false;
     const now = Date.now();
     const list = [...W.tickets.values()].filter(SG.OPEN).sort((a, b) => (a.priority - b.priority) || (a.id - b.id));
-    if (!list.length) { $("list").innerHTML = '<p class="note">当前没有待处理的工单。</p>'; return; }
-    $("list").innerHTML = list.map((t) => {
+    if (!list.length) { SG.fill($("list"), h("p", { class: "note" }, "当前没有待处理的工单。")); return; }
+    SG.fill($("list"), list.map((t) => {
       const s = SG.sla(t, now), nav = navLinks(t);
       const early = ["accepted", "analyzing", "routed"].includes(t.status);
-      return `<div class="tcard ${s.overdue ? "overdue" : ""}" data-id="${t.id}" style="border-left-color:${s.overdue ? "#d62828" : SG.classColor(t.class_name)}">
-        <h3>${SG.esc(SG.classLabel(t))} <span class="badge p${t.priority}">${SG.esc(t.priority_label || "P" + t.priority)}</span></h3>
-        <div>工单 #${t.id} · <b class="status">${SG.esc(t.status_label || t.status)}</b> · <span data-sla="${t.id}" class="${s.overdue ? "msg-error" : ""}">${SG.esc(s.text)}</span></div>
-        <div class="note">${SG.esc(t.grid_name || t.grid_id)} · 误差 ±${Math.round(t.error_m || 0)} m · ${SG.time(t.created_at)}</div>
-        <div class="note">检查：${(t.checklist || []).map((c) => SG.esc(c.text || c.id)).join("；")}</div>
-        <div class="row">
-          <a class="btn nav-amap" href="${nav.amap}" target="_blank" rel="noopener">高德导航</a>
-          <a class="btn nav-geo" href="${nav.geo}">地图应用</a>
-        </div>
-        <div class="row">
-          ${early ? `<button type="button" data-do="accept">接单</button>` : ""}
-          ${can(t, "arrive") ? `<button type="button" class="primary" data-do="arrive">到场</button>` : ""}
-          ${can(t, "resolve") ? `<button type="button" class="primary" data-do="resolve">处置完毕</button>` : ""}
-          <button type="button" data-do="send_back">退回</button>
-        </div>
-        <div class="row">
-          <textarea placeholder="现场情况备注" data-note="${t.id}"></textarea>
-          <input type="file" accept="image/*" capture="environment" data-photo="${t.id}" style="flex:1 1 100%">
-          <button type="button" data-do="report">提交照片/备注</button>
-        </div>
-      </div>`;
-    }).join("");
+      return h("div", { class: "tcard" + (s.overdue ? " overdue" : ""), dataset: { id: t.id },
+        style: { borderLeftColor: s.overdue ? "#d62828" : SG.classColor(t.class_name) } },
+        h("h3", {}, SG.classLabel(t) + " ", h("span", { class: "badge p" + t.priority }, t.priority_label || "P" + t.priority)),
+        h("div", {}, `工单 #${t.id} · `, h("b", { class: "status" }, t.status_label || t.status), " · ",
+          h("span", { dataset: { sla: t.id }, class: s.overdue ? "msg-error" : "" }, s.text)),
+        h("div", { class: "note" }, `${t.grid_name || t.grid_id} · 误差 ±${Math.round(t.error_m || 0)} m · ${SG.time(t.created_at)}`),
+        h("div", { class: "note" }, "检查：" + (t.checklist || []).map((c) => c.text || c.id).join("；")),
+        h("div", { class: "row" },
+          h("a", { class: "btn nav-amap", href: nav.amap, target: "_blank", rel: "noopener" }, "高德导航"),
+          h("a", { class: "btn nav-geo", href: nav.geo }, "地图应用")),
+        h("div", { class: "row" },
+          early ? h("button", { type: "button", dataset: { do: "accept" } }, "接单") : null,
+          can(t, "arrive") ? h("button", { type: "button", class: "primary", dataset: { do: "arrive" } }, "到场") : null,
+          can(t, "resolve") ? h("button", { type: "button", class: "primary", dataset: { do: "resolve" } }, "处置完毕") : null,
+          h("button", { type: "button", dataset: { do: "send_back" } }, "退回")),
+        h("div", { class: "row" },
+          h("textarea", { placeholder: "现场情况备注", dataset: { note: t.id } }),
+          h("input", { type: "file", accept: "image/*", capture: "environment", class: "photo-input", dataset: { photo: t.id } }),
+          h("button", { type: "button", dataset: { do: "report" } }, "提交照片/备注")));
+    }));
     for (const t of list) addEvidence(t);
   }
 
