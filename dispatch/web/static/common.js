@@ -6,8 +6,7 @@
 
   // ---- safe DOM building: data only ever becomes text nodes and attribute values ----
   const URL_ATTRS = new Set(["href", "src", "action", "formaction", "xlink:href"]);
-  /** Append children to el: strings/numbers become text nodes, arrays are flattened,
-   *  null/undefined/false are skipped, nodes are appended as they are. */
+  /** Append children: strings become text nodes, arrays flatten, null/false skip. */
   SG.append = function (el, children) {
     for (const c of children) {
       if (c === null || c === undefined || c === false) continue;
@@ -17,8 +16,8 @@
     }
     return el;
   };
-  /** Build an element: SG.h("li", {class: "x", dataset: {id: 3}, style: {background: c}, onclick: f}, "text", child).
-   *  Never parses HTML; URL attributes refuse javascript:/data: schemes. */
+  /** SG.h("li", {class, dataset, style: {}, onclick}, "text", child): never parses HTML;
+   *  URL attributes refuse javascript:/data:. */
   SG.h = function (tag, attrs, ...children) {
     const el = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -37,8 +36,7 @@
   };
   /** Replace el's content with children (see SG.append). */
   SG.fill = function (el, ...children) { el.replaceChildren(); return SG.append(el, children); };
-  /** Tooltip/popup content for Leaflet as a node (a string there would be parsed as HTML):
-   *  each argument one line. */
+  /** Leaflet tooltip content as a node (a string would be parsed as HTML), one line per argument. */
   SG.tip = function (...lines) {
     const el = document.createElement("div");
     lines.forEach((l, i) => { if (i) el.appendChild(document.createElement("br")); SG.append(el, [l]); });
@@ -46,8 +44,7 @@
   };
 
   // ---- session: an HttpOnly cookie set by the server; the page never keeps the token ----
-  /** A token handed over in the address (?token= / #token=, old links and tests): removed
-   *  from the address bar at once and exchanged for the session cookie by ensureLogin. */
+  /** A ?token= / #token= in the address: removed at once, exchanged for the cookie by ensureLogin. */
   SG.takeUrlToken = function () {
     const url = new URL(window.location.href);
     const hash = new URLSearchParams(url.hash.replace(/^#/, ""));
