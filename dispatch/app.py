@@ -185,7 +185,18 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_redaction()
     install_docs(app)
 
-    from dispatch.api import directory, evidence, export, incidents, open311, planner, replay, session, stats, tickets
+    from dispatch.api import (
+        directory,
+        evidence,
+        export,
+        incidents,
+        open311,
+        planner,
+        replay,
+        session,
+        stats,
+        tickets,
+    )
 
     for mod in (incidents, tickets, directory, stats, evidence, open311, export, replay, planner, session):
         app.include_router(mod.router)

@@ -298,7 +298,8 @@ def test_worker_page_on_a_slow_flaky_connection(browser, make_server, points) ->
         page.wait_for_selector(f".tcard[data-id='{t['ticket_id']}']", timeout=30000)
         took = time.monotonic() - start
         assert failed["n"] == 2  # the page retried past two network failures
-        assert sum(sizes) < 60_000, f"worker page moved {sum(sizes)} bytes"
+        # 64 kB: the session/CSRF/stream-ticket and safe-DOM code in common.js (issue 13) took ~3.5 kB
+        assert sum(sizes) < 64_000, f"worker page moved {sum(sizes)} bytes"
         assert took < 20, took
         assert guard.outside == []
     finally:
