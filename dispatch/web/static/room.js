@@ -75,11 +75,14 @@
     layers.routes.clearLayers();
     if (!plan) return;
     const planned = [];
+    const partsOf = (x) => (x.parts && x.parts.length ? x.parts : [x.rings]);  // every part of a multi-part grid/zone
     for (const g of plan.grids || []) {  // the grids this plan covers, outlined over the county's grids
-      const latlngs = g.rings.map(ring);
-      planned.push(...latlngs[0]);
-      L.polygon(latlngs, { color: "#1f6feb", weight: 2.2, fill: false, className: "planned-grid" })
-        .bindTooltip(tip(`计划网格 ${g.name || g.id}`), { sticky: true }).addTo(layers.routes);
+      for (const rings of partsOf(g)) {
+        const latlngs = rings.map(ring);
+        planned.push(...latlngs[0]);
+        L.polygon(latlngs, { color: "#1f6feb", weight: 2.2, fill: false, className: "planned-grid" })
+          .bindTooltip(tip(`计划网格 ${g.name || g.id}`), { sticky: true }).addTo(layers.routes);
+      }
     }
     if (!S.fitted && planned.length) { map.invalidateSize(false); map.fitBounds(L.latLngBounds(planned), { padding: [20, 20], animate: false }); S.fitted = true; }
     for (const s of plan.sorties || []) {
@@ -90,8 +93,10 @@
         .addTo(layers.routes);
     }
     for (const z of plan.no_fly || []) {
-      L.polygon(z.rings.map(ring), { color: "#d62828", weight: 1, fillOpacity: 0.12, dashArray: "3 3" })
-        .bindTooltip(tip("禁飞区 " + (z.name || ""))).addTo(layers.routes);
+      for (const rings of partsOf(z)) {
+        L.polygon(rings.map(ring), { color: "#d62828", weight: 1, fillOpacity: 0.12, dashArray: "3 3" })
+          .bindTooltip(tip("禁飞区 " + (z.name || ""))).addTo(layers.routes);
+      }
     }
     if (plan.home) {
       L.circleMarker(SG.ll(plan.home.lat, plan.home.lon), { radius: 6, color: "#000", fillColor: "#fff", fillOpacity: 1 })
