@@ -6,14 +6,33 @@ The ``audit_head`` row holds the last id and hash; writers lock it (``FOR UPDATE
 PostgreSQL) so concurrent replicas extend one chain. Changing, deleting, inserting or
 truncating entries breaks the chain, which :func:`verify` reports. Database triggers
 refuse UPDATE/DELETE on ``audit_log`` as a first line of defence.
+
+:func:`verify` reads the head first and then only the entries up to it, so a live server
+appending meanwhile cannot make an intact chain look broken (it used to read the rows and
+the head in separate snapshots).
+
+Anchoring. The chain alone proves nothing against someone who can write to the database:
+they can rewrite the tail and recompute every hash and the head. So a *checkpoint* (the
+head's id and hash, with a time) is signed with HMAC-SHA256 under a key kept outside the
+database (``SKYGRID_AUDIT_KEY`` or the file named by ``SKYGRID_AUDIT_KEY_FILE``) and
+appended to a file elsewhere (``skygrid audit checkpoint --out``, e.g. from cron every few
+minutes, onto storage the database host cannot rewrite). ``skygrid audit verify
+--checkpoints FILE`` then checks every checkpoint's signature and that entry ``id`` still
+has that hash: any rewrite of entries up to the last checkpoint is detected, even with the
+hashes recomputed. Not detected: changes after the last checkpoint, a checkpoint file
+deleted or truncated together with the tail (keep it append-only, elsewhere), or anyone
+holding the key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -111,12 +130,22 @@ class VerifyResult:
 
 
 def verify(session: Session, max_problems: int = 20) -> VerifyResult:
-    """Walk the chain from the start; report every break (id gaps, edited rows, bad head)."""
+    """Walk the chain from the start; report every break (id gaps, edited rows, bad head).
+
+    One consistent view: the head is read first (entries are only ever appended, in the
+    transaction that moves the head), then the entries up to it; on PostgreSQL the whole
+    read also runs in one REPEATABLE READ snapshot."""
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     problems: list[str] = []
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return VerifyResult(ok=False, entries=0, problems=["audit_head row missing"])
     prev = GENESIS
     expected_id = 1
     count = 0
-    rows = session.execute(select(AuditEntry).order_by(AuditEntry.id)).scalars()
+    rows = session.execute(select(AuditEntry).where(AuditEntry.id <= head.last_id)
+                           .order_by(AuditEntry.id)).scalars()
     for e in rows:
         count += 1
         if e.id != expected_id:
@@ -130,12 +159,67 @@ def verify(session: Session, max_problems: int = 20) -> VerifyResult:
         expected_id = e.id + 1
         if len(problems) >= max_problems:
             break
-    head = session.get(AuditHead, 1)
-    if head is None:
-        problems.append("audit_head row missing")
-    elif len(problems) < max_problems and (head.last_id != expected_id - 1 or head.last_hash != prev):
+    if len(problems) < max_problems and (head.last_id != expected_id - 1 or head.last_hash != prev):
         problems.append(
             f"head: records last entry {head.last_id} but the log ends at {expected_id - 1} "
             "(entries truncated or head edited)"
         )
     return VerifyResult(ok=not problems, entries=count, problems=problems)
+
+
+# -- anchoring: signed checkpoints outside the database ---------------------------------
+def load_key(environ: dict[str, str] | None = None) -> bytes | None:
+    """The checkpoint key: ``SKYGRID_AUDIT_KEY`` (the string), else the bytes of the file
+    ``SKYGRID_AUDIT_KEY_FILE`` names (stripped); None when neither is set. Never in the DB."""
+    env = os.environ if environ is None else environ
+    if env.get("SKYGRID_AUDIT_KEY"):
+        return env["SKYGRID_AUDIT_KEY"].encode("utf-8")
+    path = env.get("SKYGRID_AUDIT_KEY_FILE")
+    if path:
+        try:
+            key = Path(path).read_bytes().strip()
+        except OSError as e:
+            raise ValueError(f"SKYGRID_AUDIT_KEY_FILE: cannot read {path}: {e.strerror}") from None
+        if len(key) < 16:
+            raise ValueError(f"SKYGRID_AUDIT_KEY_FILE: {path} holds fewer than 16 bytes")
+        return key
+    return None
+
+
+def _mac(key: bytes, entry_id: int, digest: str, at: str) -> str:
+    return hmac.new(key, f"skygrid.audit/1|{entry_id}|{digest}|{at}".encode(), hashlib.sha256).hexdigest()
+
+
+def checkpoint(session: Session, key: bytes) -> dict[str, Any]:
+    """A signed checkpoint of the current head: {"id", "hash", "at", "mac"} (one JSON line)."""
+    head = session.get(AuditHead, 1)
+    if head is None:
+        raise RuntimeError("audit_head row missing: database not migrated?")
+    at = datetime.now(UTC).isoformat()
+    return {"id": head.last_id, "hash": head.last_hash, "at": at, "mac": _mac(key, head.last_id, head.last_hash, at)}
+
+
+def verify_checkpoints(session: Session, lines: list[str], key: bytes, source: str = "checkpoints") -> list[str]:
+    """Problems found checking checkpoint ``lines`` (JSON) against the log; [] when all hold."""
+    problems: list[str] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            cp = json.loads(line)
+            cid, digest, at, mac = int(cp["id"]), str(cp["hash"]), str(cp["at"]), str(cp["mac"])
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"{source} line {n}: not a checkpoint")
+            continue
+        if not hmac.compare_digest(mac, _mac(key, cid, digest, at)):
+            problems.append(f"{source} line {n}: bad signature (forged, edited, or another key)")
+            continue
+        if cid == 0:
+            continue
+        row = session.get(AuditEntry, cid)
+        if row is None:
+            problems.append(f"{source} line {n}: entry {cid} of the checkpoint at {at} is gone (log truncated)")
+        elif row.hash != digest:
+            problems.append(f"{source} line {n}: entry {cid} differs from the checkpoint at {at} "
+                            "(entries up to it were rewritten)")
+    return problems

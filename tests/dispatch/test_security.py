@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, text
@@ -236,3 +237,90 @@ def test_access_log_never_holds_a_secret():
         logger.setLevel(old)
     assert len(records) == 2 and "x=1" in records[0] and "next=/" in records[1]
     assert not any("SECRET" in r for r in records), records
+
+
+# -- issue 13 item 8: verify on a live database; anchoring against a rewritten tail ---------------
+def test_audit_verify_is_not_fooled_by_a_concurrent_append(env):
+    from sqlalchemy import event
+
+    from dispatch import audit
+    from dispatch.core.db import write_transaction
+
+    _busy_chain(env)
+    engine = env.app.state.engine
+    fired = []
+
+    def append_meanwhile(conn, cursor, statement, *a) -> None:  # noqa: ANN001 - SQLAlchemy hook
+        if "FROM audit_log" in statement and not fired:  # right after verify read the entries
+            fired.append(1)
+            with write_transaction(env.app.state.sessionmaker) as w:
+                audit.append(w, datetime.now(UTC), "other-replica", "ticket.comment", "ticket:1", {})
+
+    event.listen(engine, "after_cursor_execute", append_meanwhile)
+    try:
+        with env.app.state.sessionmaker() as s:
+            result = verify(s)
+    finally:
+        event.remove(engine, "after_cursor_execute", append_meanwhile)
+    assert fired and result.ok, result.problems
+    with env.app.state.sessionmaker() as s:
+        assert verify(s).entries == 6
+
+
+def _rewrite_from(env, entry_id: int) -> None:
+    """What someone with DB write access can do: edit an entry and recompute every later hash and the head."""
+    from dispatch.audit import entry_hash
+    from dispatch.models import AuditHead
+
+    with env.app.state.engine.begin() as c:
+        c.exec_driver_sql("DROP TRIGGER audit_log_no_update")
+    with env.app.state.sessionmaker() as s, s.begin():
+        prev = s.get(AuditEntry, entry_id - 1).hash if entry_id > 1 else "0" * 64
+        for e in s.scalars(select(AuditEntry).where(AuditEntry.id >= entry_id).order_by(AuditEntry.id)):
+            if e.id == entry_id:
+                e.actor = "someone else"
+            e.prev_hash = prev
+            e.hash = prev = entry_hash(prev, e.id, e.at, e.actor, e.action, e.target, e.detail)
+        head = s.get(AuditHead, 1)
+        head.last_hash = prev
+
+
+def test_signed_checkpoints_catch_a_recomputed_chain(env, tmp_path):
+    from dispatch.audit import checkpoint, load_key, verify_checkpoints
+
+    _busy_chain(env)
+    key = b"k" * 32
+    with env.app.state.sessionmaker() as s:
+        lines = [json.dumps(checkpoint(s, key))]
+        assert verify_checkpoints(s, lines, key) == []
+    _rewrite_from(env, 3)
+    with env.app.state.sessionmaker() as s:
+        assert verify(s).ok  # the chain alone cannot tell
+        problems = verify_checkpoints(s, lines, key)
+        assert problems and "entry 5 differs" in problems[0]
+        forged = json.dumps(checkpoint(s, b"not the key" * 3))
+        assert "bad signature" in verify_checkpoints(s, [forged], key)[0]
+    keyfile = tmp_path / "audit.key"
+    keyfile.write_bytes(b"0123456789abcdef0123\n")
+    assert load_key({"SKYGRID_AUDIT_KEY_FILE": str(keyfile)}) == b"0123456789abcdef0123"
+    assert load_key({}) is None
+
+
+def test_audit_checkpoint_cli(env, tmp_path):
+    _busy_chain(env)
+    env.app.state.engine.dispose()
+    out = tmp_path / "cp.jsonl"
+    envvars = {**__import__("os").environ, "SKYGRID_AUDIT_KEY": "a-key-kept-elsewhere"}
+    base = [sys.executable, "-m", "skygrid", "audit"]
+    db = ["--db", env.settings.database_url]
+    r = subprocess.run(base + ["checkpoint", *db, "--out", str(out)], capture_output=True, text=True, env=envvars,
+                       timeout=60)
+    assert r.returncode == 0 and json.loads(out.read_text())["id"] == 5, r.stderr
+    r = subprocess.run(base + ["verify", *db, "--checkpoints", str(out)], capture_output=True, text=True,
+                       env=envvars, timeout=60)
+    assert r.returncode == 0 and "1 signed checkpoints hold" in r.stdout, r.stdout
+    _rewrite_from(env, 2)
+    env.app.state.engine.dispose()
+    r = subprocess.run(base + ["verify", *db, "--checkpoints", str(out)], capture_output=True, text=True,
+                       env=envvars, timeout=60)
+    assert r.returncode == 1 and "differs from the checkpoint" in r.stdout, r.stdout
