@@ -442,15 +442,14 @@ def _new_ticket(rt: Runtime, inc: IncidentData, grid: Any, now: datetime, w: flo
 
 
 def get_ticket_for(session: Session, ticket_id: int, principal: Principal, lock: bool = False) -> Ticket:
-    """Load a ticket the principal may see: 404 when missing, 403 across grids."""
+    """Load a ticket the principal may see: 404 when missing and, with the same answer, when
+    it lies outside a grid worker's grids (a 403 would confirm that the id exists elsewhere)."""
     q = select(Ticket).where(Ticket.id == ticket_id)
     if lock:
         q = q.with_for_update()
     t = session.scalar(q)
-    if t is None:
+    if t is None or not principal.sees_grid(t.grid_id):
         raise ApiError(404, f"ticket_id: no ticket {ticket_id}", "path.ticket_id")
-    if not principal.sees_grid(t.grid_id):
-        raise ApiError(403, f"ticket {ticket_id} is in grid {t.grid_id!r}, outside your grids", "path.ticket_id")
     return t
 
 

@@ -25,11 +25,9 @@ def evidence(evidence_id: IdPath, principal: Principal = Depends(require_roles(*
              session: Session = Depends(get_session), rt: Runtime = Depends(get_runtime)) -> FileResponse:
     """The image bytes. Viewers get 403; grid workers only for tickets in their grids."""
     ev = session.get(Evidence, evidence_id)
-    if ev is None:
+    t = session.get(Ticket, ev.ticket_id) if ev is not None and ev.ticket_id else None
+    if ev is None or not principal.sees_grid(t.grid_id if t else None):  # one answer across grids
         raise ApiError(404, f"evidence_id: no evidence {evidence_id}", "path.evidence_id")
-    t = session.get(Ticket, ev.ticket_id) if ev.ticket_id else None
-    if not principal.sees_grid(t.grid_id if t else None):
-        raise ApiError(403, f"evidence {evidence_id} belongs to a ticket outside your grids", "path.evidence_id")
     path = Path(rt.settings.evidence_dir) / ev.path
     if not path.is_file():
         raise ApiError(404, f"evidence_id: file for evidence {evidence_id} is missing on disk", "path.evidence_id")

@@ -140,7 +140,7 @@ def test_evidence_png_stored_and_served_to_authorised_roles_only(env):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert np.array_equal(_pixels(r.content), _pixels(png_bytes()))  # stored re-encoded, lossless
     assert env.client.get(url, headers=auth("worker1")).status_code == 200  # own grid
-    assert env.client.get(url, headers=auth("worker2")).status_code == 403  # another grid
+    assert env.client.get(url, headers=auth("worker2")).status_code == 404  # another grid: as if missing
     assert env.client.get(url, headers=auth("viewer")).status_code == 403
     assert env.client.get(url).status_code == 401
 

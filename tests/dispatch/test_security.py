@@ -58,14 +58,18 @@ def test_grid_worker_sees_and_acts_only_in_their_grids(env):
     listed = env.client.get("/api/v1/tickets", headers=w1).json()
     assert [t["id"] for t in listed["items"]] == [mine] and listed["total"] == 1
     assert env.client.get("/api/v1/tickets", params={"grid_id": "330603-YXQ-002"}, headers=w1).json()["total"] == 0
-    assert env.client.get(f"/api/v1/tickets/{theirs}", headers=w1).status_code == 403
-    assert env.client.get(f"/api/v1/tickets/{theirs}/events", headers=w1).status_code == 403
+    # another grid's ticket answers exactly like a missing one (403 would confirm the id exists)
+    missing = env.client.get("/api/v1/tickets/999999", headers=w1)
+    other = env.client.get(f"/api/v1/tickets/{theirs}", headers=w1)
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["detail"].replace(str(theirs), "N") == missing.json()["detail"].replace("999999", "N")
+    assert env.client.get(f"/api/v1/tickets/{theirs}/events", headers=w1).status_code == 404
     r = env.act(theirs, "arrive", token="worker1")
-    assert r.status_code == 403 and r.json()["field"] == "path.ticket_id"
-    assert env.client.post(f"/api/v1/tickets/{theirs}/comments", json={"text": "x"}, headers=w1).status_code == 403
+    assert r.status_code == 404 and r.json()["field"] == "path.ticket_id"
+    assert env.client.post(f"/api/v1/tickets/{theirs}/comments", json={"text": "x"}, headers=w1).status_code == 404
     assert env.client.post(f"/api/v1/tickets/{theirs}/photos", headers=w1,
-                           files={"file": ("a.jpg", b"x", "image/jpeg")}).status_code in (403, 415)
-    assert env.client.get(f"/open311/v2/requests/{theirs}.json", headers=w1).status_code == 403
+                           files={"file": ("a.jpg", b"x", "image/jpeg")}).status_code in (404, 415)
+    assert env.client.get(f"/open311/v2/requests/{theirs}.json", headers=w1).status_code == 404
     assert [r["service_request_id"] for r in env.client.get("/open311/v2/requests.json", headers=w1).json()] == [
         str(mine)]
     assert {g["id"] for g in env.client.get("/api/v1/grids", headers=w1).json()["items"]} == {"330603-YXQ-001"}
@@ -324,3 +328,4 @@ def test_audit_checkpoint_cli(env, tmp_path):
     r = subprocess.run(base + ["verify", *db, "--checkpoints", str(out)], capture_output=True, text=True,
                        env=envvars, timeout=60)
     assert r.returncode == 1 and "differs from the checkpoint" in r.stdout, r.stdout
+
