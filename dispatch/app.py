@@ -153,8 +153,10 @@ def install_docs(app: FastAPI) -> None:
 #: no WebSocket permessage-deflate, since every client would get each live frame compressed
 #: separately (measured 304 vs 66 us of server CPU per 30 kB frame at 100 clients;
 #: bench/bench_alerts.py). Used by ``skygrid serve``, the patrol's in-process server and the
-#: browser tests, so all serve the live streams the same way.
-SERVER_OPTIONS: dict[str, object] = {"ws_per_message_deflate": False}
+#: browser tests, so all serve the live streams the same way. ``ws_max_size``: the streams
+#: take nothing from clients, so an incoming WebSocket message over 64 KiB closes the
+#: connection (uvicorn's default would buffer up to 16 MiB per message).
+SERVER_OPTIONS: dict[str, object] = {"ws_per_message_deflate": False, "ws_max_size": 64 * 1024}
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:

@@ -174,6 +174,8 @@ def photo(ticket_id: IdPath, request: Request, file: UploadFile = File(..., desc
           caption: str | None = Form(None, max_length=2000),
           principal: Principal = Depends(require_roles(*ACTORS)), rt: Runtime = Depends(get_runtime)) -> dict:
     """Attach an on-site photo (grid worker / department), multipart form field ``file``."""
+    if caption and "\x00" in caption:  # multipart is not checked by the JSON edge; PostgreSQL refuses NUL
+        raise ApiError(422, "caption: contains a NUL character", "form.caption")
     limit = rt.settings.max_evidence_bytes
     data = file.file.read(limit + 1)
     ctype = (file.content_type or "").split(";")[0].strip()

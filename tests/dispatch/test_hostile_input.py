@@ -389,8 +389,17 @@ def test_nul_in_any_string_is_422_on_postgres(pg_url, tmp_path):
                             ("/open311/v2/requests.json", "service_code"), ("/api/v1/drones/commands", "drone_id")):
             r = env.client.get(path, params={param: "a\x00b"}, headers=auth("dispatcher"))
             assert r.status_code == 422 and r.json()["field"] == f"query.{param}", (path, r.text[:300])
+        r = env.client.post(f"/api/v1/tickets/{tid}/photos", headers=auth("dispatcher"), data={"caption": "a\x00"},
+                            files={"file": ("a.jpg", jpeg_bytes(), "image/jpeg")})
+        assert r.status_code == 422 and r.json()["field"] == "form.caption", r.text[:300]
         r = env.client.post("/api/v1/drones/d%00x/commands", json={"action": "rtl"}, headers=auth("dispatcher"))
         assert r.status_code == 422 and r.json()["field"] == "path"
     finally:
         env.app.state.engine.dispose()
         _reset(pg_url)
+
+
+def test_live_websocket_refuses_large_client_messages():
+    from dispatch.app import SERVER_OPTIONS
+
+    assert SERVER_OPTIONS["ws_max_size"] <= 64 * 1024  # uvicorn's default buffers 16 MiB per message
