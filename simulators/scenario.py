@@ -96,3 +96,60 @@ class Scenario:
             return cls(**raw, objects=objects, base_dir=p.parent.resolve())
         except TypeError as e:
             raise ScenarioError(f"{p}: {e}") from None
+
+
+def reseed(scenario: Scenario, seed: int, *, edge_m: float = 25.0, apart_m: float = 60.0) -> Scenario:
+    """The same patrol with another world: a different but equivalent scenario for ``seed``.
+
+    Every planted object keeps its kind, size and grid but moves to a random position in
+    that grid, at least ``edge_m`` metres inside its border and outside every no-fly zone's
+    buffer, and at least ``apart_m`` metres from the others (the rules ``examples/keqiao/
+    generate.py`` planted the shipped scenarios by); headings are redrawn and the synthetic
+    world (land cover, light, textures) takes ``seed``. Deterministic in ``seed``: an honest
+    unseen-seed run of the demo. Raises :class:`ScenarioError` when an object lies in no
+    grid of the scenario or its grid has no room left.
+    """
+    import dataclasses
+    import random
+
+    import numpy as np
+    import shapely
+    from shapely.geometry import Point
+    from shapely.ops import unary_union
+
+    from geo.grids import load_grids, load_no_fly
+    from geo.projection import LocalFrame
+
+    rng = random.Random(seed)
+    frame = LocalFrame(scenario.home_lat, scenario.home_lon)
+
+    def local(geom):
+        return shapely.transform(geom, lambda xy: np.column_stack(frame.to_local(xy[:, 0], xy[:, 1])))
+
+    grids = load_grids(scenario.path(scenario.grids_file), crs=scenario.grids_crs)
+    if scenario.grid_ids is not None:
+        grids = [g for g in grids if g.id in set(scenario.grid_ids)]
+    zones = (load_no_fly(scenario.path(scenario.no_fly_file), crs=scenario.grids_crs)
+             if scenario.no_fly_file else [])
+    forbidden = unary_union([local(z.polygon).buffer(z.buffer_m + edge_m) for z in zones]) if zones else None
+    taken: list[tuple[float, float]] = []
+    moved = []
+    for o in scenario.objects:
+        grid = next((g for g in grids if g.polygon.contains(Point(o.lon, o.lat))), None)
+        if grid is None:
+            raise ScenarioError(f"scenario {scenario.name}: object {o.id} lies in none of its grids; cannot reseed")
+        room = local(grid.polygon).buffer(-edge_m)
+        if forbidden is not None:
+            room = room.difference(forbidden)
+        minx, miny, maxx, maxy = room.bounds
+        for _ in range(10_000):
+            x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+            if room.contains(Point(x, y)) and all((x - a) ** 2 + (y - b) ** 2 > apart_m**2 for a, b in taken):
+                break
+        else:
+            raise ScenarioError(f"scenario {scenario.name}: no room for object {o.id} in grid {grid.id} (seed {seed})")
+        taken.append((x, y))
+        lon, lat = frame.to_wgs84(x, y)
+        moved.append(dataclasses.replace(o, lat=round(float(lat), 7), lon=round(float(lon), 7),
+                                         heading_deg=round(rng.uniform(0.0, 180.0), 1)))
+    return dataclasses.replace(scenario, name=f"{scenario.name}-seed{seed}", seed=seed, objects=moved)

@@ -30,7 +30,11 @@ def add_parser(sub: argparse._SubParsersAction, help_text: str) -> None:
 
     p.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO, help="scenario YAML (default: %(default)s)")
     p.add_argument("--speed", type=float, default=10.0, help="simulated time per wall second (default: %(default)s; 10 is what MAVSDK keeps up with)")
-    p.add_argument("--headless", action="store_true", help="no live display; print the JSON summary and exit when the patrol ends")
+    p.add_argument("--headless", action="store_true",
+                   help="no live display: progress lines on stderr, the JSON summary on stdout, exit when the patrol ends")
+    p.add_argument("--seed", type=int, default=None,
+                   help="replant the incidents and look-alikes at other positions in the same grids and reseed the "
+                        "synthetic world: a different but equivalent patrol (default: the scenario as written)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port of the command room (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s)")
     p.add_argument("--udp-base-port", type=int, default=14540, help="MAVSDK listens on this port + drone index (default: %(default)s)")
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = PatrolConfig(scenario=args.scenario, speed=args.speed, host=args.host, port=args.port,
                        base_udp_port=args.udp_base_port, work_dir=args.work_dir, model=args.model,
-                       drones=args.drones, grid_ids=args.grids.split(",") if args.grids else None)
+                       drones=args.drones, grid_ids=args.grids.split(",") if args.grids else None, seed=args.seed)
     if not cfg.model.exists():
         print(f"error: detector model {cfg.model} not found (train one with `make train`)", file=sys.stderr)
         return 2
@@ -62,10 +66,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.headless:
-        summary = asyncio.run(patrol.run())
+        stop = threading.Event()
+        progress = threading.Thread(target=_progress, args=(state, stop), name="progress", daemon=True)
+        progress.start()
+        try:
+            summary = asyncio.run(patrol.run())
+        finally:
+            stop.set()
+            progress.join(timeout=2)
         print(json.dumps(summary, ensure_ascii=False, indent=1))
         return 0
     return _run_live(patrol, state)
+
+
+def _progress(state, stop: threading.Event, every_s: float = 5.0) -> None:
+    """Headless: one line on stderr per phase change and every ``every_s`` wall seconds while flying."""
+    last_phase, last_t = None, 0.0
+    while not stop.wait(0.25):
+        now = time.monotonic()
+        if state.phase == last_phase and now - last_t < every_s:
+            continue
+        last_phase, last_t = state.phase, now
+        drones = " ".join(f"{d}:{t.mission_item or 0}/{t.mission_total or 0}" for d, t in sorted(state.drones.items()))
+        print(f"[demo] {state.phase}: frames {state.frames_rendered} (dropped {state.frames_dropped}), "
+              f"incidents {state.incidents}, alerts {state.alerts}{'; items ' + drones if drones else ''}",
+              file=sys.stderr, flush=True)
 
 
 def _run_live(patrol, state) -> int:
