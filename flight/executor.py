@@ -74,8 +74,10 @@ class FlightConfig:
     upload_retries: int = 3
     #: None = keep waiting for a lost link forever
     link_loss_timeout_s: float | None = None
-    #: after the link returns, wait this long for fresh mission state
-    resume_settle_s: float = 1.5
+    #: deadline (s, wall) for fresh mission progress after a link comes back
+    resume_settle_s: float = 8.0
+    #: MAVSDK silence (s, wall) after a fresh raw MISSION_CURRENT that means "item unchanged"
+    resume_quiet_s: float = 0.75
     #: the whole sortie (None = no limit)
     sortie_timeout_s: float | None = None
     #: disarm ourselves if the vehicle sits landed but armed this long
@@ -706,8 +708,22 @@ class SortieExecutor:
         restored = time.time()
         # fresh state: wait for MAVSDK's mission progress newer than the restore. The raw
         # MISSION_CURRENT arrives first, and progress judged before MAVSDK's own update
-        # would resume from a stale item and fly one waypoint twice.
-        await self.link.wait_for(lambda s: s.mission_progress_wall >= restored, self.cfg.resume_settle_s)
+        # would resume from a stale item and fly one waypoint twice. MAVSDK reports progress
+        # only when the item changed, so "no news" is known once a fresh raw MISSION_CURRENT
+        # has been heard and MAVSDK stayed quiet for ``resume_quiet_s`` after it. A fixed
+        # 1.5 s wait lost this race under CPU load (the vehicle had reached the next item
+        # during the outage; the resume re-flew it). Bounded by ``resume_settle_s``.
+        quiet = self.cfg.resume_quiet_s
+        first_fresh: list[float] = []  # wall time the first raw MISSION_CURRENT after restore was seen
+
+        def settled(s: VehicleState) -> bool:
+            if s.mission_progress_wall >= restored:
+                return True
+            if s.mission_current_wall >= restored and not first_fresh:
+                first_fresh.append(time.time())
+            return bool(first_fresh) and time.time() - first_fresh[0] >= quiet
+
+        await self.link.wait_for(settled, self.cfg.resume_settle_s)
         await asyncio.sleep(0.3)
         st = self.st
         self._event(
