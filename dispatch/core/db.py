@@ -75,6 +75,10 @@ def write_transaction(sm: sessionmaker[Session]) -> Iterator[Session]:
             lock.release()
 
 
+#: pg_advisory_xact_lock key held while migrating ("SkyG" as an int)
+MIGRATION_LOCK_KEY = 0x536B7947
+
+
 def alembic_config(url: str):
     """An Alembic Config pointing at the packaged migrations (import alembic lazily)."""
     from alembic.config import Config
@@ -91,6 +95,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     cfg = alembic_config(str(engine.url.render_as_string(hide_password=False)))
     with engine.begin() as conn:
+        if not is_sqlite(engine):
+            # replicas starting at once on an empty PostgreSQL would race to create the same
+            # tables (3 of 12 paired starts failed); the transaction-scoped advisory lock
+            # serialises them and the second one finds the schema at head
+            from sqlalchemy import text
+
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -102,6 +113,15 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this copy (what ``upgrade`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "no migrations packaged"
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -118,6 +138,7 @@ __all__ = [
     "make_sessionmaker",
     "write_transaction",
     "upgrade",
+    "head_revision",
     "downgrade",
     "current_revision",
     "is_sqlite",
