@@ -18,7 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.core.clock import Clock, SystemClock
 from dispatch.core.config import Settings
@@ -203,9 +204,17 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     for mod in (incidents, tickets, directory, stats, evidence, open311, export, replay, planner, session):
         app.include_router(mod.router)
 
-    @app.get("/healthz", tags=["meta"])
-    def healthz() -> dict:
-        return {"ok": True, "grids": len(grids)}
+    @app.get("/healthz", tags=["meta"], responses={503: {"description": "database unreachable"}})
+    def healthz() -> JSONResponse:
+        """Liveness for load balancers, compose and systemd: 200 only when the database answers
+        (a process up with its database gone must not count as healthy), else 503."""
+        try:
+            with app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as e:
+            log.warning("healthz: database unreachable: %s", type(e).__name__)
+            return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
+        return JSONResponse({"ok": True, "grids": len(grids), "database": "ok"})
 
     prepare_store(app)
     for name in ("dispatch.live", "dispatch.web"):

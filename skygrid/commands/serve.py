@@ -36,7 +36,15 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
     p.add_argument("--evidence-dir", help="folder for evidence images (default: work/evidence)")
     p.add_argument("--log-level", default="info", help="uvicorn log level (default: %(default)s)")
     p.set_defaults(func=run)
-    sub = p.add_subparsers(dest="serve_command", metavar="{token}")
+    sub = p.add_subparsers(dest="serve_command", metavar="{token,migrate}")
+    mg = sub.add_parser("migrate", help="bring the database schema to this version's head and exit (数据库迁移)",
+                        description="Run the packaged Alembic migrations up to head and exit (also what every "
+                                    "`skygrid serve` does at startup unless SKYGRID_RUN_MIGRATIONS=false). "
+                                    "Run it once before starting upgraded replicas. Safe to repeat; concurrent "
+                                    "runs on PostgreSQL are serialised by an advisory lock.")
+    mg.add_argument("--db", dest="token_db", metavar="URL", help="database URL (default as for serve)")
+    mg.add_argument("--check", action="store_true",
+                    help="change nothing; exit 1 when the database is not at head (for deploy scripts)")
     tok = sub.add_parser("token", help="manage API tokens")
     tsub = tok.add_subparsers(dest="token_command", metavar="{create,list,revoke,rotate,login-link}", required=True)
     c = tsub.add_parser("create", help="create a token and print it (shown once; stored hashed)")
@@ -143,9 +151,34 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """`skygrid serve migrate`: print ``from -> to`` revisions; with --check, 1 when behind head."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatch.core.db import current_revision, head_revision, make_engine, upgrade
+
+    st = _settings(args, args.token_db)
+    engine = make_engine(st.database_url)
+    try:
+        before, head = current_revision(engine), head_revision()
+        if args.check:
+            print(f"数据库版本 database revision: {before or '(empty)'}; head: {head}")
+            return 0 if before == head else 1
+        upgrade(engine)
+        print(f"数据库已迁移 migrated: {before or '(empty)'} -> {current_revision(engine)}")
+        return 0
+    except SQLAlchemyError as e:
+        print(f"错误 error: database {engine.url.render_as_string(hide_password=True)}: {e}")
+        return 2
+    finally:
+        engine.dispose()
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "serve_command", None) == "token":
         return _token(args)
+    if getattr(args, "serve_command", None) == "migrate":
+        return _migrate(args)
     import uvicorn
     from rich.console import Console
 
