@@ -18,6 +18,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks.md"
+# sections written by scripts outside bench_*.py (too slow for `make bench`), kept on a rewrite
+KEPT_SECTIONS = ("## CI soak",)
+
+
+def kept_sections(text: str) -> list[str]:
+    """The sections of an existing page that ``make bench`` does not produce but must keep."""
+    parts = ["## " + p for p in ("\n" + text).split("\n## ")[1:]]
+    return [p.rstrip("\n") + "\n" for p in parts if p.startswith(KEPT_SECTIONS)]
 
 
 def machine() -> str:
@@ -64,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and OUT.exists():
         print("(partial run: docs/benchmarks.md not rewritten; run `make bench` for the whole page)")
     else:
-        OUT.write_text(header + "\n".join(sections), encoding="utf-8")
+        kept = kept_sections(OUT.read_text(encoding="utf-8")) if OUT.exists() else []
+        OUT.write_text(header + "\n".join(sections + kept), encoding="utf-8")
         print(f"wrote {OUT}")
     return 1 if failed else 0
 
