@@ -41,6 +41,7 @@ from flight.executor import (
 from flight.flightlog import FlightLog, log_path, unique_path
 from flight.link import LinkError, VehicleLink
 from flight.records import FlightListener
+from flight.zh import event_zh
 from geo.plan_schema import Plan, Sortie
 
 log = logging.getLogger("skygrid.flight.fleet")
@@ -62,7 +63,7 @@ class DroneStatus:
     flight_mode: str = ""
     connected: bool = False
     in_air: bool = False
-    last_event: str = ""
+    last_event: str = ""  # the latest flight event in Chinese, for the 飞手's table (flight.zh)
 
 
 @dataclass
@@ -223,7 +224,7 @@ class Fleet:
                 pass
 
             def on_event(self, event: Any) -> None:
-                status.last_event = f"{event.kind}: {event.message}"
+                status.last_event = event_zh(event.kind, event.data)
 
         emitter.listeners.append(_LastEvent())
         journal = None

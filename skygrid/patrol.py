@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from flight.records import FlightEvent, Telemetry
+from flight.zh import event_zh
 from geo.geodesy import distance_m
 from simulators.scenario import Scenario, reseed
 
@@ -208,7 +209,7 @@ class CameraFeed:
             self.cond.notify()
 
     def on_event(self, event: FlightEvent) -> None:
-        self.state.events.append(f"{event.drone_id} {event.kind}: {event.message}")
+        self.state.events.append(f"{event.drone_id} {event_zh(event.kind, event.data)}")
         del self.state.events[:-8]
 
     # worker ---------------------------------------------------------------------------
@@ -373,7 +374,7 @@ class PatrolRun:
                 **({"endurance_s": sc.endurance_min * 60.0} if sc.endurance_min else {}),
             )
         for w in getattr(self.plan, "warnings", None) or []:
-            self.state.events.append(f"plan: {w}")
+            self.state.events.append(f"规划提示：{w}")
         self.cfg.work_dir.mkdir(parents=True, exist_ok=True)
         self.plan.save(self.cfg.work_dir / "plan.json")
         return self.plan

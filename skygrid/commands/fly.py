@@ -60,17 +60,14 @@ def add_parser(subparsers: argparse._SubParsersAction, help_text: str) -> argpar
     return p
 
 
-#: what the 飞手 reads: PX4 flight modes and sortie outcomes in Chinese
-FLIGHT_MODE_ZH = {
-    "MISSION": "航线任务", "HOLD": "悬停", "RETURN_TO_LAUNCH": "返航", "LAND": "降落", "TAKEOFF": "起飞",
-    "OFFBOARD": "外部控制", "MANUAL": "手动", "POSCTL": "定点", "ALTCTL": "定高", "STABILIZED": "自稳",
-    "ACRO": "特技", "READY": "待命", "FOLLOW_ME": "跟随", "PRECISION_LAND": "精准降落", "UNKNOWN": "未知",
-}
+#: what the 飞手 reads: PX4 flight modes and sortie outcomes in Chinese (one table: flight.zh)
 STATUS_ZH = {"done": "完成", "aborted": "中止", "failed": "失败"}
 
 
 def _table(fleet):  # -> rich Table
     from rich.table import Table
+
+    from flight.zh import mode_zh, state_zh
 
     t = Table(title="SkyGrid 机队", expand=True)
     for col in ("无人机", "状态", "架次", "航点", "电量", "飞行模式", "数据链", "最近事件"):
@@ -79,8 +76,8 @@ def _table(fleet):  # -> rich Table
         item = f"{(s.item or 0)}/{s.items_total}" if s.items_total else "-"
         bat = f"{s.battery_pct:.0f} %" if s.battery_pct is not None else "-"
         t.add_row(
-            s.drone_id, s.state, f"{s.sortie_id or '-'} ({s.sortie_no}/{s.sorties_total})", item, bat,
-            FLIGHT_MODE_ZH.get(str(s.flight_mode), s.flight_mode or "-"), "正常" if s.connected else "中断",
+            s.drone_id, state_zh(s.state), f"{s.sortie_id or '-'} ({s.sortie_no}/{s.sorties_total})", item, bat,
+            mode_zh(s.flight_mode) if s.flight_mode else "-", "正常" if s.connected else "中断",
             s.last_event[-80:],
         )
     return t

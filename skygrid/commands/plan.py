@@ -6,6 +6,9 @@ import argparse
 import sys
 
 DESCRIPTION = """\
+导入网格（GeoJSON、KML/KMZ、Shapefile，可为 zip），逐网格规划覆盖航线、分配架次与无人机，
+写出计划 JSON、QGC .plan、KML 和大疆航线 KMZ。坐标系用 --crs 指明（wgs84、gcj02 或 bd09）。
+
 Import grid polygons (GeoJSON, KML/KMZ or ESRI Shapefile, also zipped), plan a boustrophedon coverage
 route per grid at the cheapest sweep angle (concave grids and no-fly holes handled; the
 path never leaves the grid nor enters a buffered no-fly zone), chain the grids into one
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             if args.dji:
                 dji_model(camera.name)  # refuse an unsupported camera before planning
             home, home_label = _parse_home(args.home, grids, crs, no_fly)
-            with Progress(TextColumn("planning grids"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            with Progress(TextColumn("规划网格 planning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=console, transient=True) as prog:
                 task = prog.add_task("plan", total=len(grids))
                 plan = plan_patrol(
@@ -151,12 +154,12 @@ def run(args: argparse.Namespace) -> int:
                 )
     except (GridImportError, PlanningError, DjiExportError, KeyError, ValueError) as e:
         for w in caught:
-            console.print(f"[yellow]warning:[/] {w.message}")
+            console.print(f"[yellow]警告：[/] {w.message}")
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        console.print(f"[red]error:[/] {msg}")
+        console.print(f"[red]错误：[/] {msg}")
         return 1
     for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}")
+        console.print(f"[yellow]警告：[/] {w.message}")
 
     plan.save(args.out)
     written = [args.out]
@@ -178,10 +181,10 @@ def run(args: argparse.Namespace) -> int:
     if args.geojson:
         written.append(str(write_geojson(plan, args.geojson)))
 
-    table = Table(title=f"SkyGrid plan: {len(plan.grids)} grids, {plan.altitude_m:.0f} m AGL, "
-                        f"GSD {plan.gsd_cm:.2f} cm/px, line spacing {plan.line_spacing_m:.0f} m")
-    for col in ("drone", "sortie", "grids", "km", "minutes", "battery", "waypoints"):
-        table.add_column(col, justify="right" if col not in ("sortie", "grids") else "left")
+    table = Table(title=f"SkyGrid 巡查计划：{len(plan.grids)} 个网格，航高 {plan.altitude_m:.0f} 米（相对起飞点），"
+                        f"地面分辨率 {plan.gsd_cm:.2f} 厘米/像素，航线间距 {plan.line_spacing_m:.0f} 米")
+    for col in ("无人机", "架次", "网格数", "公里", "分钟", "电量", "航点"):
+        table.add_column(col, justify="right" if col not in ("架次", "网格数") else "left")
     for d in range(plan.drones):
         for s in plan.sorties_for(d):
             table.add_row(f"d{d}", s.id, str(len(s.grid_ids)), f"{s.distance_m / 1000:.2f}", f"{s.duration_s / 60:.1f}",
@@ -190,14 +193,14 @@ def run(args: argparse.Namespace) -> int:
     cov = sum(g.area_m2 * g.coverage_ratio for g in plan.grids) / area if area else 0.0
     makespan = max((sum(s.duration_s for s in plan.sorties_for(d)) for d in range(plan.drones)), default=0.0)
     table.add_section()
-    table.add_row("all", f"{len(plan.sorties)} sorties", str(len(plan.grids)),
+    table.add_row("合计", f"{len(plan.sorties)} 个架次", str(len(plan.grids)),
                   f"{sum(s.distance_m for s in plan.sorties) / 1000:.2f}",
                   f"{sum(s.duration_s for s in plan.sorties) / 60:.1f}", "", str(sum(len(s.waypoints) for s in plan.sorties)))
     out.print(table)
     for n in notes:
         out.print(n)
-    out.print(f"coverage {cov:.2%} of {area / 1e6:.3f} km² · longest drone {makespan / 60:.1f} min flying · "
-              f"wrote {', '.join(written)}")
+    out.print(f"覆盖率 {cov:.2%}（共 {area / 1e6:.3f} 平方公里）· 单机最长飞行 {makespan / 60:.1f} 分钟 · "
+              f"已写出 {'、'.join(written)}")
     return 0
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
+模拟无人机：启动类似 PX4 的仿真多旋翼，在 PX4 SITL 的同一 UDP 端口上讲 MAVLink，
+供 `skygrid fly`、QGroundControl 和测试连接。
+
 `skygrid sim vehicle` starts PX4-like simulated multicopters that speak MAVLink on UDP
 exactly where PX4 SITL would: vehicle i sends to 127.0.0.1:(BASE_PORT + i), where
 MAVSDK listens (udpin://0.0.0.0:14540 for the first), and listens on 14580 + i.
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     if args.count < 1:
-        console.print(f"[red]--count must be >= 1, got {args.count}[/]")
+        console.print(f"[red]错误：--count 至少为 1，收到 {args.count}[/]")
         return 2
     if args.sim_command == "px4":
         return _run_px4(args, console)
@@ -87,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         wind_e, wind_n = (float(x) for x in args.wind.split(","))
     except ValueError:
-        console.print(f"[red]--wind must be EAST,NORTH in m/s, got {args.wind!r}[/]")
+        console.print(f"[red]错误：--wind 应为 东,北 风速（米/秒），收到 {args.wind!r}[/]")
         return 2
-    with console.status(f"starting {args.count} vehicle(s)…"):
+    with console.status(f"正在启动 {args.count} 架模拟无人机…"):
         try:
             fleet = start_fleet(args.count, args.home, speed_factor=args.speed, base_port=args.base_port,
                                 listen_base_port=args.listen_base_port, max_speed_m_s=args.max_speed,
@@ -97,11 +100,11 @@ def run(args: argparse.Namespace) -> int:
                                 datalink_loss_rtl_s=args.datalink_loss_rtl,
                                 extra_gcs=[("127.0.0.1", 14550)] if args.qgc else [])
         except OSError as e:
-            console.print(f"[red]cannot open the UDP ports (is PX4 SITL or another simulator running?): {e}[/]")
+            console.print(f"[red]错误：无法打开 UDP 端口（是否已有 PX4 SITL 或另一个模拟器在运行？）：{e}[/]")
             return 1
     for v in fleet:
-        console.print(f"vehicle {v.config.instance}: system id {v.config.system_id}, MAVSDK "
-                      f"[bold]{v.connection_url}[/], listening on udp {v.config.listen_port}")
+        console.print(f"模拟无人机 {v.config.instance}：系统编号 {v.config.system_id}，MAVSDK 连接 "
+                      f"[bold]{v.connection_url}[/]，监听 UDP {v.config.listen_port}")
     t0 = time.monotonic()
     try:
         with Live(_table(fleet), console=console, refresh_per_second=4) as live:
@@ -113,24 +116,26 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for v in fleet:
             v.stop()
-    console.print("vehicles stopped")
+    console.print("模拟无人机已停止")
     return 0
 
 
 def _table(fleet):
     from rich.table import Table
 
-    t = Table(title="SkyGrid simulated vehicles", expand=False)
-    for col in ("#", "udp out/in", "sim time", "mode", "armed", "lat", "lon", "alt m", "speed m/s", "battery",
-                "mission", "link rx/tx"):
+    from flight.zh import mode_zh
+
+    t = Table(title="SkyGrid 模拟无人机", expand=False)
+    for col in ("#", "UDP 发/收", "模拟时间 秒", "飞行模式", "解锁", "纬度", "经度", "高度 米", "速度 米/秒", "电量",
+                "航线", "数据链 收/发"):
         t.add_column(col)
     for v in fleet:
         s = v.state
         rx, tx = sum(v.stats.received.values()), sum(v.stats.sent.values())
-        t.add_row(str(v.config.instance), f"{v.config.gcs_port}/{v.config.listen_port}", f"{s.time_s:7.1f}", s.mode, "yes" if s.armed else "no",
+        t.add_row(str(v.config.instance), f"{v.config.gcs_port}/{v.config.listen_port}", f"{s.time_s:7.1f}", mode_zh(s.mode), "是" if s.armed else "否",
                   f"{s.lat:.6f}", f"{s.lon:.6f}", f"{s.rel_alt_m:5.1f}", f"{s.ground_speed_m_s:4.1f}",
-                  f"{s.battery_pct:5.1f}%", f"{s.mission_seq}/{s.mission_count}" + (" done" if s.mission_finished else ""),
-                  f"{rx}/{tx}" + (" DOWN" if v.faults.link_down else ""))
+                  f"{s.battery_pct:5.1f}%", f"{s.mission_seq}/{s.mission_count}" + (" 完成" if s.mission_finished else ""),
+                  f"{rx}/{tx}" + (" 中断" if v.faults.link_down else ""))
     return t
 
 
@@ -154,10 +159,10 @@ def _run_px4(args: argparse.Namespace, console) -> int:
     started = []
     try:
         for s in sitls:
-            with console.status(f"starting PX4 SITL instance {s.instance} (waiting for 'Ready for takeoff')…"):
+            with console.status(f"正在启动 PX4 SITL 实例 {s.instance}（等待 'Ready for takeoff'）…"):
                 s.start()
             started.append(s)
-            console.print(f"PX4 instance {s.instance}: MAVSDK [bold]{s.connection_url}[/], log {s.log_path}")
+            console.print(f"PX4 实例 {s.instance}：MAVSDK 连接 [bold]{s.connection_url}[/]，日志 {s.log_path}")
         t0 = time.monotonic()
         while args.duration is None or time.monotonic() - t0 < args.duration:
             time.sleep(0.5)
@@ -169,5 +174,5 @@ def _run_px4(args: argparse.Namespace, console) -> int:
     finally:
         for s in started:
             s.stop()
-    console.print("PX4 stopped")
+    console.print("PX4 已停止")
     return 0

@@ -43,7 +43,7 @@ def test_demo_headless_unseen_seed_passes_the_ci_checks(tmp_path):
          "--port", "0", "--udp-base-port", "0", "--work-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "[demo] flying" in proc.stderr  # progress on stderr, the JSON alone on stdout
+    assert "[demo] 飞行中" in proc.stderr  # progress on stderr (Chinese), the JSON alone on stdout
     s = json.loads(proc.stdout)
     record("tests/e2e/test_demo_seed.py::test_demo_headless_unseen_seed_passes_the_ci_checks", s)
     assert s["scenario"] == "keqiao-ci-seed9"

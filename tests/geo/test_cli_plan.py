@@ -22,7 +22,7 @@ def test_plan_command_writes_outputs(tmp_path, capsys):
     assert (tmp_path / "r.kml").exists() and (tmp_path / "r.geojson").exists()
     assert len(list(tmp_path.glob("m.*.plan"))) == len(plan["sorties"])
     text = capsys.readouterr().out
-    assert "sorties" in text and "coverage" in text
+    assert "个架次" in text and "覆盖率" in text  # the summary a 飞手 reads is Chinese
 
 
 def test_plan_command_reports_errors(tmp_path, capsys):

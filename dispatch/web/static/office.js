@@ -46,22 +46,48 @@
     UNKNOWN: "未知",
   };
   Z.flightMode = (m) => Z.FLIGHT_MODE[String(m || "UNKNOWN").toUpperCase()] || "其他模式";
+  // the same tables as flight/zh.py (tests/flight/test_zh.py keeps them in step)
   Z.FLIGHT_EVENT = {
-    armed: "电机已解锁", mission_started: "开始执行航线", item_reached: "到达航点", mission_complete: "航线完成，返航中",
-    landed: "已降落", rtl: "返航", rtl_failed: "返航指令被拒绝", hold: "按指挥室指令悬停", command: "收到指挥室指令",
-    command_failed: "指令执行失败", command_ignored: "指令未执行（未在飞行）", preflight_failed: "起飞前检查未通过",
-    geofence_failed: "电子围栏上传失败", geofence_missing: "无电子围栏飞行", upload_failed: "航线上传失败",
-    start_failed: "起飞失败", sortie_failed: "架次失败", link_lost: "数据链中断", link_timeout: "数据链超时",
-    link_waiting: "等待数据链", failsafe: "触发失控保护", resume_planned: "已规划续飞", resumed: "已续飞",
-    resume_failed: "续飞失败",
+    connected: "已连接", connect_failed: "连接失败", preflight_ok: "起飞前检查通过",
+    preflight_failed: "起飞前检查未通过", geofence_uploaded: "电子围栏已上传", geofence_failed: "电子围栏上传失败",
+    geofence_missing: "无电子围栏飞行", mission_uploaded: "航线已上传", upload_failed: "航线上传失败",
+    sortie_start: "架次开始", armed: "电机已解锁", start_failed: "起飞失败", mission_started: "开始执行航线",
+    item_reached: "到达航点", mission_complete: "航线完成，返航中", low_battery: "电量低，返航",
+    failsafe: "触发失控保护", landed: "已降落", sortie_done: "架次结束", sortie_failed: "架次失败",
+    rtl: "返航", rtl_failed: "返航指令被拒绝", command: "收到指挥室指令", hold: "按指挥室指令悬停",
+    command_ignored: "指令未执行", command_failed: "指令执行失败", link_lost: "数据链中断",
+    link_waiting: "等待数据链", link_timeout: "数据链超时，放弃本架次", link_restored: "数据链恢复",
+    resume_planned: "已规划续飞", resumed: "已续飞", resume_failed: "续飞失败", turnaround: "降落换电",
+    battery_ready: "电池已更换", battery_not_swapped: "电池未更换", replanned: "剩余航线已重新规划",
+    replan_refused: "无法重新规划剩余航线", drone_done: "本机任务结束",
   };
-  /** A flight event in Chinese: its kind's label plus the figures worth showing. */
+  /** A flight event in Chinese: its kind's label plus the figures worth showing (as flight.zh.event_zh:
+   * waypoints 1-based, battery in %, outage in s). Machine codes stay English in the API. */
   Z.flightEvent = function (ev) {
     const k = ev.kind || "";
+    const d = ev.data || {};
+    const num = (key) => (typeof d[key] === "number" && isFinite(d[key]) ? d[key] : null);
     let s = Z.FLIGHT_EVENT[k] || "飞行事件";
-    if (k === "item_reached" && ev.data && ev.data.item !== undefined) s += " " + ev.data.item;
-    else if (k === "item_reached" && ev.item !== undefined) s += " " + ev.item;
-    if (k === "command" && ev.data && ev.data.action) s += "：" + (Z.COMMAND[ev.data.action] || ev.data.action);
+    if (k === "item_reached") {
+      const item = num("item") !== null ? num("item") : (typeof ev.item === "number" ? ev.item : null);
+      if (item !== null) s += " " + (item + 1) + (num("total") !== null ? "/" + num("total") : "");
+    } else if (["low_battery", "preflight_ok", "battery_ready", "battery_not_swapped"].includes(k) && num("battery_pct") !== null) {
+      s += "（电量 " + Math.round(num("battery_pct")) + "%）";
+    } else if ((k === "resumed" || k === "resume_planned") && num("from_index") !== null) {
+      s += "（自航点 " + (num("from_index") + 1) + "）";
+    } else if (k === "mission_started" && num("start_index")) {
+      s += "（自航点 " + (num("start_index") + 1) + "）";
+    } else if (k === "link_restored" && num("outage_s") !== null) {
+      s += "（中断 " + num("outage_s").toFixed(1) + " 秒）";
+    } else if ((k === "command" || k === "command_failed") && d.action) {
+      s += "：" + (Z.COMMAND[d.action] || "其他指令");
+    } else if (k === "failsafe" && d.mode) {
+      s += "：" + Z.flightMode(d.mode);
+    } else if (k === "turnaround" && d.next_sortie) {
+      s += "，下一架次 " + d.next_sortie;
+    } else if (k === "preflight_failed" && Array.isArray(d.problems)) {
+      s += "（" + d.problems.length + " 项）";
+    }
     return s;
   };
   /** A flight event's text for a page: its message when already Chinese, else the kind's label. */

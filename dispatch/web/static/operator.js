@@ -53,7 +53,7 @@
       h("div", { class: "progress" }, h("div")),
       h("div", { class: "row cmd-row" },
         h("button", { type: "button", class: "danger", dataset: { cmd: "rtl", abort: "1" } }, "中止任务"),
-        h("button", { type: "button", dataset: { cmd: "rtl" } }, "返航 RTL"),
+        h("button", { type: "button", dataset: { cmd: "rtl" } }, "返航"),
         h("button", { type: "button", dataset: { cmd: "hold" } }, "悬停"),
         h("button", { type: "button", dataset: { cmd: "resume" } }, "继续任务")),
       h("ul", { class: "events" }));
