@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 DESCRIPTION = """\
 导入网格（GeoJSON、KML/KMZ、Shapefile，可为 zip），逐网格规划覆盖航线、分配架次与无人机，
@@ -161,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     for w in caught:
         console.print(f"[yellow]警告：[/] {w.message}")
 
+    for target in (args.out, args.qgc, args.dji, args.kml, args.geojson):
+        if target:  # a fresh work folder is normal: make it instead of failing with a traceback
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
     plan.save(args.out)
     written = [args.out]
     notes = []

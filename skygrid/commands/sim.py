@@ -54,7 +54,11 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         v.add_argument("--home", type=_home, default=(30.0870, 120.4950, 0.0), metavar="LAT,LON[,ALT]",
                        help="launch site, WGS-84 degrees and metres AMSL (default 30.0870,120.4950,0 near Keqiao)")
-        v.add_argument("--count", type=int, default=1, help="number of vehicles (default 1)")
+        v.add_argument("--plan", default=None, metavar="PLAN_JSON",
+                       help="launch at this plan's home (WGS-84, as `skygrid plan` stored it; overrides --home) with "
+                            "one vehicle per planned drone unless --count says otherwise: the simulator then stands "
+                            "where `skygrid fly PLAN_JSON` expects it, whatever CRS the grids came in")
+        v.add_argument("--count", type=int, default=None, help="number of vehicles (default 1, or the plan's drones)")
         v.add_argument("--speed", type=_positive, default=1.0, help="sim seconds per wall second (default 1; tests use 10-20)")
         v.add_argument("--duration", type=_positive, default=None, help="stop after this many wall seconds (default: until Ctrl-C)")
         if name == "vehicle":
@@ -79,6 +83,20 @@ def run(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     console = Console()
+    if args.plan:
+        from geo.plan_schema import Plan, PlanFormatError
+
+        try:
+            plan = Plan.load(args.plan)
+        except (PlanFormatError, OSError, ValueError) as e:
+            console.print(f"[red]错误：{args.plan}：{e}[/]")
+            return 2
+        args.home = (plan.home.lat, plan.home.lon, plan.home.alt_amsl_m)
+        if args.count is None:
+            args.count = plan.drones
+        console.print(f"起飞点取自计划 {args.plan}：{args.home[0]:.6f}, {args.home[1]:.6f}（WGS-84）")
+    if args.count is None:
+        args.count = 1
     if args.count < 1:
         console.print(f"[red]错误：--count 至少为 1，收到 {args.count}[/]")
         return 2
