@@ -16,6 +16,7 @@ from dispatch.evidence import check_image
 from dispatch.queries import (
     TicketFilter,
     parse_bbox,
+    parse_ids,
     parse_priorities,
     search_tickets,
     similar_tickets,
@@ -69,12 +70,13 @@ def ticket_filter(
     department: str | None = Query(None, description="lead or assigned department id"),
     q: str | None = Query(None, max_length=200, description="text: ticket id, grid id/name, assignee, instructions"),
     priority: str | None = Query(None, description="priorities, comma-separated (0 = P0)"),
+    ids: str | None = Query(None, max_length=20_000, description="ticket ids, comma-separated (at most 1000)"),
 ) -> TicketFilter:
     return TicketFilter(grid_id=split_list(grid_id), tier=split_list(tier), status=split_list(status),
                         class_name=split_list(class_name), since=query_time(since, "query.since"),
                         until=query_time(until, "query.until"),
                         bbox=parse_bbox(bbox), overdue=overdue, department=department, q=q or None,
-                        priority=parse_priorities(priority))
+                        priority=parse_priorities(priority), ids=parse_ids(ids))
 
 
 @router.get("/tickets", response_model=None,

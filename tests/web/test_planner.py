@@ -104,7 +104,7 @@ def test_plan_on_the_map_preview_save_and_download_all_formats(browser, make_ser
         ctx.close()
 
 
-def test_planner_reports_a_file_without_crs_in_chinese_context(browser, make_server, tmp_path):  # noqa: F811
+def test_planner_reports_a_file_without_crs_in_chinese_context(browser, make_server, tmp_path, artifacts_dir):  # noqa: F811
     srv = make_server()
     guard = Guard()
     ctx, page = _page(browser, f"{srv.url}/planner?token=tok-operator", guard)
@@ -117,5 +117,6 @@ def test_planner_reports_a_file_without_crs_in_chinese_context(browser, make_ser
         page.wait_for_function("document.getElementById('toast').textContent.includes('导入失败')", timeout=15000)
         assert "--crs" in page.inner_text("#toast") or "crs" in page.inner_text("#toast")
         assert page.evaluate("window.SGPLAN.grids.size") == 0
+        page.screenshot(path=str(artifacts_dir / "planner_crs_error.png"))
     finally:
         ctx.close()

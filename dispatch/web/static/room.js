@@ -10,6 +10,7 @@
     tickets: new Map(), markers: new Map(), drones: new Map(), selected: null, workflow: null, requires: {},
     departments: {}, deptList: [], workers: [], grids: [], me: null, errorCircle: null, fitted: false,
     p0seen: new Set(), p0ack: new Set(), detail: null, view: null, filter: { view: "open" },
+    checked: new Set(),  // the bulk selection (ticket ids): print several sheets, export just these
   };
   window.SGROOM = S; // for tests and debugging
   const $ = (id) => document.getElementById(id);
@@ -219,6 +220,8 @@
     for (const t of list) {
       const s = SG.sla(t, now);
       ul.appendChild(el("li", { dataset: { id: t.id }, class: [s.overdue ? "overdue" : "", S.selected === t.id ? "selected" : "", "p" + t.priority].join(" ") },
+        el("input", { type: "checkbox", class: "pick", dataset: { pick: t.id }, checked: S.checked.has(t.id),
+          title: "选中（批量打印、导出）", "aria-label": `选中工单 #${t.id}` }),
         el("span", { class: "dot", style: { background: SG.classColor(t.class_name) } }),
         el("span", {}, el("b", { text: "#" + t.id }), " " + SG.classLabel(t),
           el("span", { class: "badge p" + t.priority, text: t.priority_label || "P" + t.priority }),
@@ -227,10 +230,52 @@
         el("span", { class: "sub", text: [t.grid_name || t.grid_id, t.status_label || Z.STATUS[t.status], Z.TIER[t.tier] || t.tier,
           (t.assignment && t.assignment.assignee) ? "承办 " + t.assignment.assignee : null, Z.datetime(t.created_at).slice(5, 16)].filter(Boolean).join(" · ") })));
     }
+    renderBulk(list);
   }
   $("tickets").addEventListener("click", (ev) => {
+    const box = ev.target.closest("input.pick");
+    if (box) {  // ticking a box selects for bulk work; it does not open the ticket
+      const id = Number(box.dataset.pick);
+      if (box.checked) S.checked.add(id); else S.checked.delete(id);
+      renderBulk(listed());
+      return;
+    }
     const li = ev.target.closest("li[data-id]"); if (li) select(Number(li.dataset.id));
   });
+
+  // ---------- bulk selection: print several ticket sheets at once, export just the selection ----------
+  const checkedIds = () => [...S.checked].sort((a, b) => a - b);
+  function renderBulk(list) {
+    const n = S.checked.size;
+    const all = $("bulk-all");
+    if (!all) return;
+    all.checked = list.length > 0 && list.every((t) => S.checked.has(t.id));
+    all.indeterminate = !all.checked && list.some((t) => S.checked.has(t.id));
+    $("bulk-count").textContent = n ? `已选 ${n} 件` : "未选择";
+    for (const id of ["bulk-print", "bulk-csv", "bulk-xlsx", "bulk-clear"]) $(id).disabled = n === 0;
+  }
+  function buildBulk() {
+    const exportSel = (fmt) => async (ev) => {
+      const q = new URLSearchParams({ ids: checkedIds().join(","), format: fmt, order: "priority" });
+      ev.target.disabled = true;
+      try { await Z.download("/api/v1/export/tickets?" + q.toString(), `所选工单.${fmt}`); toast(`已导出所选 ${S.checked.size} 件`); }
+      catch (e) { toast("导出失败：" + e.message); }
+      renderBulk(listed());
+    };
+    const all = el("input", { type: "checkbox", id: "bulk-all", title: "全选列表中的工单", "aria-label": "全选列表中的工单",
+      onchange: (ev) => {
+        for (const t of listed()) { if (ev.target.checked) S.checked.add(t.id); else S.checked.delete(t.id); }
+        renderList();
+      } });
+    Z.clear($("bulk")).append(
+      el("label", { class: "bulk-all" }, all, el("span", { id: "bulk-count", text: "未选择" })),
+      el("button", { type: "button", id: "bulk-print", text: "打印所选", disabled: true,
+        onclick: () => window.open(`/print?id=${checkedIds().join(",")}`, "_blank") }),
+      el("button", { type: "button", id: "bulk-csv", text: "导出所选 CSV", disabled: true, onclick: exportSel("csv") }),
+      el("button", { type: "button", id: "bulk-xlsx", text: "导出所选 Excel", disabled: true, onclick: exportSel("xlsx") }),
+      el("button", { type: "button", id: "bulk-clear", class: "ghost", text: "清除选择", disabled: true,
+        onclick: () => { S.checked.clear(); renderList(); } }));
+  }
 
   function buildFilters() {
     const f = $("filters");
@@ -531,6 +576,7 @@
       S.grids = grids.features.map((f) => ({ id: f.id, name: (f.properties || {}).name }));
     }
     buildFilters();
+    buildBulk();
     await loadPlan();
     S.live = SG.live(onEvent, { onStatus: liveStatus });
     setInterval(tick, 1000); tick();
