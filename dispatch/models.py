@@ -143,7 +143,13 @@ class Incident(Base):
 
     __tablename__ = "incidents"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    external_id: Mapped[str] = mapped_column(String(200))
+    # whose key it is: "<role>:<token name>" of the poster (migration 0006); external_id is
+    # unique per source, so one source can neither claim nor drop another's keys
+    source_key: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of the canonical payload (dispatch.service.payload_hash); None for rows stored
+    # before migration 0006. The same key with another hash is refused (409)
+    payload_hash: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(10))
     class_name: Mapped[str] = mapped_column(String(40))
     lat: Mapped[float] = mapped_column(Float)
@@ -158,6 +164,8 @@ class Incident(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
     evidence_id: Mapped[int | None] = mapped_column(ForeignKey("evidence.id"))
     reported_by: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("uq_incidents_source_external", "source_key", "external_id", unique=True),)
 
 
 class Evidence(Base):

@@ -8,9 +8,11 @@ or not at all. Times are UTC datetimes from the runtime's clock; distances metre
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -58,6 +60,37 @@ class IncidentData:
     frames_seen: int = 1
     evidence: CheckedImage | None = None
     evidence_box: tuple[float, ...] | None = None  # the detection in evidence pixels, for verdicts -> training data
+
+
+def source_key(principal: Principal | None) -> str:
+    """The scope of a poster's idempotency keys: ``"<role>:<token name>"`` ("system" without
+    a token). By name, not token id, so a rotated token (same role and name) keeps its keys
+    and several edge boxes or replicas sharing one token share one key space (their keys
+    must then be globally unique, as vision's uuid5 keys are)."""
+    return f"{principal.role}:{principal.name}" if principal else "system"
+
+
+def payload_hash(inc: IncidentData) -> str:
+    """SHA-256 (hex) of the incident's canonical payload: every field but ``external_id``,
+    floats by ``repr``, times as UTC ISO-8601, evidence by its stored image's SHA-256 and
+    box. An exact re-send hashes the same; any changed field changes it."""
+    ev = inc.evidence
+    doc = {
+        "source": inc.source, "class_name": inc.class_name, "lat": repr(float(inc.lat)),
+        "lon": repr(float(inc.lon)), "error_m": repr(float(inc.error_m)),
+        "confidence": repr(float(inc.confidence)), "observed_at": inc.observed_at.astimezone(UTC).isoformat(),
+        "drone_id": inc.drone_id, "sortie_id": inc.sortie_id, "frames_seen": int(inc.frames_seen),
+        "evidence": None if ev is None else {"content_type": ev.content_type, "sha256": ev.sha256},
+        "evidence_box": None if inc.evidence_box is None else [repr(float(v)) for v in inc.evidence_box],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
+def _key_conflict(inc: IncidentData, incident_id: int | None) -> ApiError:
+    where = f" (incident {incident_id})" if incident_id else " (earlier in this batch)"
+    return ApiError(409, f"external_id: {inc.external_id!r} was already stored from this source{where} with a "
+                         "different payload; a new observation needs a new external_id", "body.external_id",
+                    code="external_id_conflict")
 
 
 @dataclass(frozen=True)
@@ -220,8 +253,9 @@ def ingest_many(session: Session, rt: Runtime, items: list[IncidentData],
                 principal: Principal | None) -> list[IngestResult | ApiError]:
     """Ingest incidents in the caller's transaction, as one batch.
 
-    Per item, in order: a known ``external_id`` answers its stored ids (created False);
-    an unknown class or a position outside every grid (or outside a grid worker's grids)
+    Per item, in order: a known ``external_id`` of the same source (:func:`source_key`)
+    answers its stored ids (created False) when the payload is the same
+    (:func:`payload_hash`), else a 409 :class:`ApiError`; an unknown class or a position outside every grid (or outside a grid worker's grids)
     gives an :class:`ApiError` for that item and writes nothing for it; otherwise the
     incident joins the nearest open ticket of its class within ``group_radius_m`` seen
     within ``group_window_s`` (tickets created earlier in the batch included), or opens a
@@ -232,21 +266,28 @@ def ingest_many(session: Session, rt: Runtime, items: list[IncidentData],
     now = rt.clock.now()
     who = _actor(principal)
     results: list[IngestResult | ApiError | None] = [None] * len(items)
-    existing: dict[str, tuple[int, int]] = {}
+    scope = source_key(principal)
+    hashes = [payload_hash(i) for i in items]
+    existing: dict[str, tuple[int, int, str | None]] = {}
     for chunk in _chunks(list({i.external_id for i in items}), 500):
-        q = select(Incident.external_id, Incident.id, Incident.ticket_id).where(Incident.external_id.in_(chunk))
-        for ext, iid, tid in session.execute(q):
-            existing[ext] = (iid, tid)
+        q = select(Incident.external_id, Incident.id, Incident.ticket_id, Incident.payload_hash).where(
+            Incident.source_key == scope, Incident.external_id.in_(chunk))
+        for ext, iid, tid, h in session.execute(q):
+            existing[ext] = (iid, tid, h)
     todo: list[tuple[int, IncidentData, Any]] = []
     first_of: dict[str, int] = {}
     repeats: list[tuple[int, int]] = []
     located = rt.grids.locate_many([i.lon for i in items], [i.lat for i in items])
     for k, inc in enumerate(items):
         if inc.external_id in existing:
-            iid, tid = existing[inc.external_id]
-            results[k] = IngestResult(iid, tid, created=False)
+            iid, tid, h = existing[inc.external_id]
+            same = h is None or h == hashes[k]  # rows stored before migration 0006 have no hash
+            results[k] = IngestResult(iid, tid, created=False) if same else _key_conflict(inc, iid)
         elif inc.external_id in first_of:
-            repeats.append((k, first_of[inc.external_id]))
+            if hashes[first_of[inc.external_id]] != hashes[k]:
+                results[k] = _key_conflict(inc, None)
+            else:
+                repeats.append((k, first_of[inc.external_id]))
         elif inc.class_name not in rt.routing.spec.classes:
             results[k] = ApiError(422, f"class_name: no routing rule for {inc.class_name!r}", "body.class_name")
         else:
@@ -261,7 +302,7 @@ def ingest_many(session: Session, rt: Runtime, items: list[IncidentData],
                 first_of[inc.external_id] = k
                 todo.append((k, inc, grid))
     if todo:
-        _ingest_new(session, rt, todo, results, head, now, who)
+        _ingest_new(session, rt, todo, results, head, now, who, scope, hashes)
     for k, first in repeats:
         r = results[first]
         results[k] = IngestResult(r.incident_id, r.ticket_id, created=False) if isinstance(r, IngestResult) else r
@@ -306,7 +347,7 @@ def _insert_ids(session: Session, table: Any, rows: list[dict[str, Any]]) -> lis
 
 
 def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentData, Any]],
-                results: list, head: Any, now: datetime, who: str) -> None:
+                results: list, head: Any, now: datetime, who: str, scope: str, hashes: list[str]) -> None:
     cand = _load_candidates(session, rt, todo)
     assigned: list[tuple[int, IncidentData, Any, bool]] = []
     new: list[Any] = []
@@ -368,7 +409,7 @@ def _ingest_new(session: Session, rt: Runtime, todo: list[tuple[int, IncidentDat
         )
     inc_table = Incident.__table__
     inc_rows = [{
-        "external_id": inc.external_id, "source": inc.source, "class_name": inc.class_name, "lat": inc.lat,
+        "external_id": inc.external_id, "source_key": scope, "payload_hash": hashes[k], "source": inc.source, "class_name": inc.class_name, "lat": inc.lat,
         "lon": inc.lon, "error_m": inc.error_m, "confidence": inc.confidence, "observed_at": inc.observed_at,
         "received_at": now, "drone_id": inc.drone_id, "sortie_id": inc.sortie_id, "frames_seen": inc.frames_seen,
         "ticket_id": t.id, "evidence_id": evidence_ids.get(k), "reported_by": who,

@@ -19,6 +19,7 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -473,7 +474,7 @@ class PatrolRun:
         camera = get_camera(sc.camera).scaled(self.cfg.stream_width_px)
         world = World.from_scenario(sc)
         detector = OnnxDetector(self.cfg.model, threads=1, **operating_point(self.cfg.model))
-        stage = VisionStage(detector, IncidentTracker(patrol_id=f"{sc.name}-{int(time.time())}"), camera)
+        stage = VisionStage(detector, IncidentTracker(patrol_id=f"{sc.name}-{uuid.uuid4().hex}"), camera)
         self.reporter = DispatchClient(self.server.url, self.tokens["operator"])
 
         self.stage = stage

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dem", type=Path, default=None, help="GeoTIFF DEM for ground height (default: flat at take-off)")
     parser.add_argument("--k", type=int, default=2, help="confirm an incident after K sightings ... (default %(default)s)")
     parser.add_argument("--n", type=int, default=3, help="... within N consecutive photos (default %(default)s)")
-    parser.add_argument("--patrol-id", default=None, help="patrol id for stable incident ids (default: from the flight log name)")
+    parser.add_argument("--patrol-id", default=None, help="patrol id for stable incident ids (default: the flight log's name and content hash)")
     parser.add_argument("--drone-id", default="d0", help="drone id reported with incidents (default %(default)s)")
     parser.add_argument("--report-to", default=None, metavar="URL", help="dispatch base URL to POST incidents to")
     parser.add_argument("--token", default=None, help="bearer token (operator) for --report-to")
@@ -184,7 +184,7 @@ def _georeferenced(args, detector, images, out, console, Progress) -> int:
     from vision.geolocate import GeoLocator
     from vision.pipeline import FileFrameSource, VisionStage
     from vision.reporter import DispatchClient
-    from vision.tracker import IncidentTracker
+    from vision.tracker import IncidentTracker, patrol_id_for_log
 
     try:
         camera = get_camera(args.camera)
@@ -201,7 +201,7 @@ def _georeferenced(args, detector, images, out, console, Progress) -> int:
                              time_offset_s=args.time_offset, gimbal_pitch_deg=args.gimbal_pitch, drone_id=args.drone_id,
                              on_skip=lambda p, r: skipped.append((str(p), r)), video_step_s=args.video_step)
     reporter = DispatchClient(args.report_to, args.token) if args.report_to else None
-    tracker = IncidentTracker(patrol_id=args.patrol_id or args.flight_log.stem, k=args.k, n=args.n)
+    tracker = IncidentTracker(patrol_id=args.patrol_id or patrol_id_for_log(args.flight_log), k=args.k, n=args.n)
     stage = VisionStage(detector, tracker, camera, reporter=reporter, geolocator=GeoLocator(dem=dem), tile=args.tile,
                         on_warning=lambda w: skipped.append((f"frame {w.frame_id}", f"{w.kind}: {w.message}")))
     with Progress(console=console, transient=True) as prog:

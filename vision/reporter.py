@@ -6,6 +6,12 @@ queue and returns at once; one background thread posts. The incident id is the r
 update of the same incident, never makes a second ticket. If several updates of one
 incident queue up while dispatch is slow, only the newest is sent.
 
+Dispatch keeps the first version it stored: an update under the same key with a changed
+payload answers 409 ``external_id_conflict`` (issue 13 item 7: a changed payload under a
+stored key used to be answered 200 and dropped silently). For an incident this client has
+already reported, that is expected and counted in ``updates_refused`` (the first answer
+stays in ``results``); for one it has not, it is a failure (someone else's key).
+
 Retries: connection errors, timeouts, 408/429 and 5xx are retried with exponential
 backoff (``backoff_s`` doubling up to ``max_backoff_s``, with jitter) up to
 ``max_attempts``; other 4xx answers (bad token, invalid payload) are not retried and are
@@ -64,6 +70,10 @@ class DispatchError(RuntimeError):
     """A request dispatch refused for good (4xx other than 408/425/429)."""
 
 
+class KeyConflict(DispatchError):
+    """409 ``external_id_conflict``: dispatch stored another payload under this key."""
+
+
 class DispatchClient:
     """Posts incidents to dispatch in the background; see the module docstring.
 
@@ -89,6 +99,7 @@ class DispatchClient:
         self.sent = 0
         self.retries = 0
         self.dropped = 0
+        self.updates_refused = 0  # updates of already reported incidents dispatch kept the first of
         self._thread = threading.Thread(target=self._run, name="dispatch-client", daemon=True)
         self._thread.start()
 
@@ -148,6 +159,8 @@ class DispatchClient:
             else:
                 if r.status_code in (200, 201):
                     return r.json()
+                if r.status_code == 409:
+                    raise KeyConflict(f"POST /api/v1/incidents {incident.id}: HTTP 409: {r.text[:300]}")
                 if r.status_code not in RETRY_STATUS:
                     raise DispatchError(f"POST /api/v1/incidents {incident.id}: HTTP {r.status_code}: {r.text[:300]}")
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
@@ -182,6 +195,13 @@ class DispatchClient:
                 self.results[incident.id] = res
                 self.failures.pop(incident.id, None)
                 self.sent += 1
+            except KeyConflict as e:
+                if incident.id in self.results:  # an update of what dispatch already has
+                    self.updates_refused += 1
+                    log.info("dispatch kept the first version of incident %s", incident.id)
+                else:
+                    self.failures[incident.id] = str(e)
+                    log.error("dispatch: %s", e)
             except DispatchError as e:
                 self.failures[incident.id] = str(e)
                 log.error("dispatch: %s", e)

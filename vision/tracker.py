@@ -24,11 +24,13 @@ used as the idempotency key (``external_id``) at dispatch. All methods are threa
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -43,6 +45,18 @@ INCIDENT_NAMESPACE = uuid.UUID("6f1c2a5e-8d4b-5c1e-9a7f-2b3c4d5e6f70")
 def incident_id(patrol_id: str, track_no: int) -> str:
     """The stable id of a patrol's ``track_no``-th track (dispatch's idempotency key)."""
     return str(uuid.uuid5(INCIDENT_NAMESPACE, f"{patrol_id}/track/{track_no}"))
+
+
+def patrol_id_for_log(path: Path) -> str:
+    """A patrol id for a flight log: its file name plus the first 16 hex digits of the
+    SHA-256 of its content. Re-analysing the same log gives the same incident ids (dispatch
+    answers the re-send 200), while another day's log under a reused name (``flight.csv``)
+    gets new ones, so its incidents are not mistaken for re-sends of the old."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).stem}-{digest.hexdigest()[:16]}"
 
 
 def centrality(box: tuple[float, float, float, float], width: int, height: int) -> float:

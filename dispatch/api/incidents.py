@@ -5,7 +5,7 @@ The batch is for an edge box (a drone's ground station, a vision worker) that po
 incidents in bursts: one request and one commit for up to ``MAX_BATCH`` items instead of
 one each (the single POST costs ~10 ms of server time, mostly the transaction; a batch of
 50 costs little more than one). Every item gets its own answer, in order: the single
-POST's status (201 created, 200 already stored) with its ids, or that item's error
+POST's status (201 created, 200 already stored, 409 same key with another payload) with its ids, or that item's error
 (status, detail, field named ``items[i].<field>``). A bad item never rejects the others,
 and nothing is written for it.
 """
@@ -54,7 +54,9 @@ def to_data(body: IncidentIn, rt: Runtime, principal: Principal, field: str = "b
 
 @router.post(
     "/incidents", status_code=201, response_model=IncidentOut,
-    responses={200: {"model": IncidentOut, "description": "already stored (same external_id)"},
+    responses={200: {"model": IncidentOut, "description": "already stored (same external_id and payload)"},
+               409: {"model": ErrorOut, "description": "external_id already stored from this source with a "
+                                                        "different payload (field body.external_id)"},
                413: {"model": ErrorOut}, 415: {"model": ErrorOut}, 422: {"model": ErrorOut}, **AUTH_ERRORS},
     summary="Report an incident (drone detection or grid worker)",
 )
@@ -66,8 +68,10 @@ def create_incident(
     rt: Runtime = Depends(get_runtime),
 ) -> IncidentOut:
     """Store the incident and attach it to a ticket: an open ticket of the same class within
-    ``group_radius_m`` and ``group_window_s``, else a new one routed by the rules. Resending
-    the same ``external_id`` answers 200 with the same ids and ``created: false``. Grid
+    ``group_radius_m`` and ``group_window_s``, else a new one routed by the rules.
+    ``external_id`` is unique per source (the token's role and name): resending the same
+    key with the same payload answers 200 with the same ids and ``created: false``; the
+    same key with a different payload answers 409 (nothing stored). Grid
     workers may report (source ``worker``) only inside their grids."""
     data = to_data(body, rt, principal)
     res = write(request, lambda s: ingest(s, rt, data, principal))

@@ -28,6 +28,7 @@ class Stub:
     def __init__(self) -> None:
         self.fail_first = 0
         self.delay_s = 0.0
+        self.strict = False  # like dispatch since issue 13 item 7: a changed payload under a stored key is 409
         self.requests: list[dict] = []
         self.incidents: dict[str, dict] = {}
         self.app = FastAPI()
@@ -44,6 +45,9 @@ class Stub:
                 return JSONResponse({"detail": "database busy"}, status_code=503)
             ext = body["external_id"]
             if ext in self.incidents:
+                if self.strict and body != self.incidents[ext]["body"]:
+                    return JSONResponse({"detail": "external_id: different payload", "field": "body.external_id",
+                                         "code": "external_id_conflict"}, status_code=409)
                 self.incidents[ext]["body"] = body
                 return JSONResponse({**self.incidents[ext]["ids"], "created": False}, status_code=200)
             ids = {"incident_id": len(self.incidents) + 1, "ticket_id": 100 + len(self.incidents)}
@@ -70,7 +74,7 @@ def server():
 @pytest.fixture
 def stub(server):
     s, url = server
-    s.fail_first, s.delay_s = 0, 0.0
+    s.fail_first, s.delay_s, s.strict = 0, 0.0, False
     s.requests.clear()
     s.incidents.clear()
     return s, url
@@ -104,6 +108,27 @@ def test_posts_idempotently_with_evidence(stub):
         assert c.results[incident(2).id]["created"] is True
     assert len(s.incidents) == 2 and len(s.requests) == 3
     assert s.incidents[incident(1).id]["body"]["frames_seen"] == 5
+
+
+def test_refused_update_is_counted_not_a_failure(stub):
+    """Dispatch keeps the first version (409 on a changed payload): for an incident this client
+    reported, that is an update refused, not a failure; for a key it never stored, a failure."""
+    s, url = stub
+    s.strict = True
+    with DispatchClient(url, TOKEN, backoff_s=0.05) as c:
+        c.submit(incident(5))
+        assert c.flush(10)
+        first = dict(c.results[incident(5).id])
+        c.submit(incident(5))  # exact re-send: 200
+        c.submit(incident(5, frames=7))
+        assert c.flush(10)
+        assert c.updates_refused == 1 and not c.failures and c.results[incident(5).id]["incident_id"] == first[
+            "incident_id"]
+    s.incidents[incident(6).id] = {"ids": {"incident_id": 99, "ticket_id": 99}, "body": {"other": 1}}
+    with DispatchClient(url, TOKEN, backoff_s=0.05) as c:
+        c.submit(incident(6))
+        assert c.flush(10)
+        assert "HTTP 409" in c.failures[incident(6).id] and c.updates_refused == 0 and c.retries == 0
 
 
 def test_retries_5xx_with_backoff(stub):
