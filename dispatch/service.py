@@ -216,8 +216,9 @@ def _chunks(seq: list, n: int):
 class _Candidates:
     """Open tickets near a batch, bucketed by cell, updated as the batch is grouped."""
 
-    def __init__(self, radius_m: float, window_s: float) -> None:
+    def __init__(self, radius_m: float, window_s: float, skew_s: float = 300.0) -> None:
         self.radius, self.window = radius_m, timedelta(seconds=window_s)
+        self.skew = timedelta(seconds=skew_s)
         self.by_cell: dict[tuple[str, int], list[Ticket]] = {}
 
     def add(self, t: Ticket) -> None:
@@ -232,7 +233,12 @@ class _Candidates:
         best, best_d = None, self.radius
         for c in neighbour_cells(inc.lat, inc.lon, self.radius):
             for t in self.by_cell.get((inc.class_name, c), ()):
-                if t.last_seen_at < inc.observed_at - self.window:
+                # seen within the window of the ticket's sightings, both ways; a ticket's
+                # last sighting counts at most max_clock_skew_s after its last update (a
+                # far-future observed_at stored before the bound must not make it absorb
+                # every later report)
+                last = min(t.last_seen_at, t.updated_at + self.skew)
+                if last < inc.observed_at - self.window or t.first_seen_at > inc.observed_at + self.window:
                     continue
                 d = distance_m(inc.lat, inc.lon, t.lat, t.lon)
                 if d <= best_d:
@@ -315,7 +321,7 @@ _TICKET_UPDATE_COLS = ("lat", "lon", "cell", "sum_w", "sum_wlat", "sum_wlon", "e
 
 def _load_candidates(session: Session, rt: Runtime, todo: list[tuple[int, IncidentData, Any]]) -> _Candidates:
     """Open tickets (as plain records) in the cells around the batch, locked for update."""
-    cand = _Candidates(rt.settings.group_radius_m, rt.settings.group_window_s)
+    cand = _Candidates(rt.settings.group_radius_m, rt.settings.group_window_s, rt.settings.max_clock_skew_s)
     open_states = [s for s, st in rt.workflow.states.items() if not st.terminal]
     since = min(inc.observed_at for _, inc, _ in todo) - cand.window
     by_class: dict[str, set[int]] = {}

@@ -12,6 +12,7 @@ and nothing is written for it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -36,6 +37,12 @@ def to_data(body: IncidentIn, rt: Runtime, principal: Principal, field: str = "b
     name ``field``.source / ``field``.evidence...). Grid workers report with source ``worker``."""
     if principal.role == "grid_worker" and body.source != "worker":
         raise ApiError(403, "source: grid workers report with source 'worker'", f"{field}.source")
+    latest = rt.clock.now() + timedelta(seconds=rt.settings.max_clock_skew_s)
+    if body.observed_at > latest:
+        raise ApiError(422, f"observed_at: {body.observed_at.isoformat()} is later than the server's clock allows "
+                            f"({latest.isoformat()}: now + SKYGRID_MAX_CLOCK_SKEW_S="
+                            f"{rt.settings.max_clock_skew_s:g} s); check the reporting device's clock",
+                       f"{field}.observed_at")
     img = None
     if body.evidence is not None:
         limit = rt.settings.max_evidence_bytes

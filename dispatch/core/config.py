@@ -50,6 +50,19 @@ class Settings(BaseModel):
     # live_events (the stream outbox) rows older than this are deleted, seconds; ticket
     # history stays in ticket_events. 0 keeps everything.
     live_retention_s: float = Field(7 * 24 * 3600.0, ge=0)
+    # live drone board (/api/v1/live/drones, the streams' hello): distinct drone ids one
+    # telemetry post may carry, distinct drones shown at once, and seconds without a record
+    # after which a drone drops off the board (one post once registered 10,000 drones forever)
+    live_max_drones_per_post: int = Field(50, gt=0)
+    live_max_drones: int = Field(500, gt=0)
+    live_drone_stale_s: float = Field(15 * 60.0, gt=0)
+    # open live streams (WebSocket, SSE) re-check their token at least this often, seconds:
+    # a revoked or expired token's stream closes within about this plus one hub tick
+    # (5 s, or this when shorter)
+    live_auth_recheck_s: float = Field(10.0, gt=0)
+    # observed_at may lie at most this far after the server's clock, seconds (a far-future
+    # time made a ticket absorb every later report)
+    max_clock_skew_s: float = Field(300.0, ge=0)
     bootstrap_tokens: dict[str, BootstrapToken] = Field(default_factory=dict)
     tile_url: str | None = None  # pages: XYZ tile template, None = no base map
     display_crs: str = "gcj02"  # pages: CRS of the base map

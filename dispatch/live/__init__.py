@@ -100,9 +100,13 @@ def install(app: Any) -> None:
     from .hub import LiveHub
 
     settings = getattr(app.state, "settings", None)
-    hub = LiveHub(lambda: _engine_of(app), poll_s=_poll_s(settings),
+    recheck_s = float(getattr(settings, "live_auth_recheck_s", 10.0))
+    hub = LiveHub(lambda: _engine_of(app), poll_s=_poll_s(settings), tick_s=min(5.0, recheck_s),
+                  auth_recheck_s=recheck_s,
                   replay_max=int(getattr(settings, "live_replay_max_events", 10_000)),
-                  retention_s=float(getattr(settings, "live_retention_s", 0.0)))
+                  retention_s=float(getattr(settings, "live_retention_s", 0.0)),
+                  max_drones=int(getattr(settings, "live_max_drones", 500)),
+                  drone_stale_s=float(getattr(settings, "live_drone_stale_s", 900.0)))
     app.state.live_hub = hub
     app.state.live_settings = settings
     app.state.notify = hub.notify

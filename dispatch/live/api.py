@@ -44,6 +44,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.websockets import WebSocketState
 
+from dispatch.errors import ApiError
+
 from . import store
 from .events import EventFilter, LiveEvent
 from .hub import TICK, LiveHub
@@ -179,11 +181,16 @@ def _stream_auth(app: Any, client: Any, headers: Any, query: Any) -> tuple[Any, 
 
 
 class _AuthWatch:
-    """Re-checks a stream's token at most every ``STREAM_AUTH_RECHECK_S`` seconds."""
+    """Re-checks a stream's token every ``live_auth_recheck_s`` seconds (the hub's
+    ``auth_recheck_s``; :data:`STREAM_AUTH_RECHECK_S` without a hub). The senders ask on
+    every batch and every hub tick, idle or not, so a revoked token's stream ends within
+    about the recheck interval plus one tick."""
 
     def __init__(self, app: Any, principal: Any) -> None:
         self.app, self.token_id = app, getattr(principal, "token_id", None)
-        self.next_check = time.monotonic() + STREAM_AUTH_RECHECK_S
+        hub = getattr(app.state, "live_hub", None)
+        self.interval = float(getattr(hub, "auth_recheck_s", STREAM_AUTH_RECHECK_S))
+        self.next_check = time.monotonic() + self.interval
 
     def _valid(self) -> bool:
         from dispatch.core.security import token_active
@@ -194,7 +201,7 @@ class _AuthWatch:
     async def still_valid(self) -> bool:
         if self.token_id is None or time.monotonic() < self.next_check:
             return True
-        self.next_check = time.monotonic() + STREAM_AUTH_RECHECK_S
+        self.next_check = time.monotonic() + self.interval
         return await asyncio.to_thread(self._valid)
 
 
@@ -235,10 +242,13 @@ def _hello(hub: LiveHub, principal: Any, sub_after: int) -> LiveEvent:
                                  "principal": _principal_info(principal)})
 
 
-async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterator[tuple[list[LiveEvent], str | None]]:
+async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200
+                   ) -> AsyncIterator[tuple[list[LiveEvent] | None, str | None]]:
     """Replay then live events for one subscriber, as (events, shared array frame or None):
     whatever is ready now, so a burst costs one wake-up; ``([], None)`` is a keep-alive (the
-    hub's TICK found the stream idle for ``KEEPALIVE_S`` or more).
+    hub's TICK found the stream idle for ``KEEPALIVE_S`` or more); ``(None, None)`` an idle
+    tick (send nothing; the sender re-checks its token then, so revocation does not wait
+    for traffic).
 
     The usual case (one chunk queued since the last send, nothing in it replayed) hands out
     the chunk's own list and frame, shared with every subscriber of an equal filter: no
@@ -256,6 +266,8 @@ async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterato
             if time.monotonic() - last_out >= KEEPALIVE_S:
                 last_out = time.monotonic()
                 yield [], None
+            else:
+                yield None, None
             continue
         if first is None:  # lagged or server stopping
             return
@@ -282,6 +294,27 @@ async def _batches(hub: LiveHub, sub: Any, max_batch: int = 200) -> AsyncIterato
 def _sse_chunk(batch: list[LiveEvent]) -> str:
     return "".join(f"data: {ev.encoded}\n\n" if ev.id is None else f"id: {ev.id}\ndata: {ev.encoded}\n\n"
                    for ev in batch)
+
+
+def _check_drone_count(batch: TelemetryBatch, hub: LiveHub, settings: Any) -> None:
+    """422 naming the field when one post names more distinct drones than
+    ``live_max_drones_per_post``, or new drones the board (``live_max_drones``, stale ones
+    expired first) has no room for. Nothing of the post is published then."""
+    per_post = int(getattr(settings, "live_max_drones_per_post", 50))
+    ids: dict[str, str] = {}
+    for name, items in (("records", batch.records), ("events", batch.events)):
+        for i, r in enumerate(items):
+            if r.drone_id not in ids:
+                ids[r.drone_id] = f"body.{name}[{i}].drone_id"
+                if len(ids) > per_post:
+                    raise ApiError(422, f"drone_id: more than {per_post} distinct drones in one post "
+                                        "(SKYGRID_LIVE_MAX_DRONES_PER_POST)", ids[r.drone_id])
+    over = hub.drones.room_for(set(ids))
+    if over:
+        first_new = next(f for d, f in ids.items() if d not in hub.drones.seen)
+        raise ApiError(422, f"drone_id: the live board already shows {len(hub.drones.seen)} drones, the most "
+                            f"SKYGRID_LIVE_MAX_DRONES={hub.drones.max_drones} allows; {over} new drone(s) refused "
+                            f"until others go {hub.drones.stale_s:.0f} s without a record", first_new)
 
 
 def locate_plan_error(body: dict[str, Any]) -> str:
@@ -357,6 +390,8 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
                     if not await watch.still_valid():
                         revoked = True
                         return
+                    if batch is None:
+                        continue
                     if not batch:
                         await websocket.send_text('{"id":null,"topic":"ping","data":{}}')
                     elif batched:  # ?batch=1: one frame, a JSON array of the events ready now
@@ -421,7 +456,8 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
                     if not await watch.still_valid():
                         yield 'event: revoked\ndata: {"detail": "token revoked or expired"}\n\n'
                         return
-                    yield _sse_chunk(batch) if batch else ": ping\n\n"
+                    if batch is not None:
+                        yield _sse_chunk(batch) if batch else ": ping\n\n"
             finally:
                 hub.unsubscribe(sub)
 
@@ -431,6 +467,7 @@ def build_router(deps: Any, authenticate_token: Any) -> APIRouter:
     @router.post("/api/v1/telemetry", status_code=202, summary="Drone telemetry and flight events -> live streams")
     async def post_telemetry(batch: TelemetryBatch, request: Request, _p: Any = Depends(operator)) -> dict[str, Any]:
         hub = _hub(request)
+        _check_drone_count(batch, hub, request.app.state.live_settings)
         evs = [drone_event("drone.telemetry", r.model_dump(), r.wall_time) for r in batch.records]
         evs += [drone_event("drone.event", e.model_dump(), e.wall_time) for e in batch.events]
         if evs:

@@ -117,11 +117,30 @@ class DroneBoard:
     #: hovering drone does not push its route out of the kept track
     TRACK_MIN_STEP_DEG = 2e-5
 
-    def __init__(self, track_len: int = 6000, events_len: int = 20) -> None:
+    def __init__(self, track_len: int = 6000, events_len: int = 20, max_drones: int = 500,
+                 stale_s: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.track_len, self.events_len = track_len, events_len
+        self.max_drones, self.stale_s, self.clock = max_drones, stale_s, clock
         self.last: dict[str, dict[str, Any]] = {}
         self.tracks: dict[str, deque] = {}
         self.events: dict[str, deque] = {}
+        self.seen: dict[str, float] = {}  # drone -> clock() of its latest record (this server's time)
+        self.refused = 0  # records of new drones dropped because the board was full
+
+    def expire(self) -> int:
+        """Drop drones without a record for ``stale_s`` seconds; returns how many."""
+        cutoff = self.clock() - self.stale_s
+        gone = [d for d, t in self.seen.items() if t < cutoff]
+        for d in gone:
+            for table in (self.seen, self.last, self.tracks, self.events):
+                table.pop(d, None)
+        return len(gone)
+
+    def room_for(self, drones: set[str]) -> int:
+        """How many of ``drones`` are new and would not fit on the board (after expiry)."""
+        self.expire()
+        new = len(drones - self.seen.keys())
+        return max(0, len(self.seen) + new - self.max_drones)
 
     def apply(self, ev: LiveEvent) -> None:
         """Take one drone event into the board; a record that is not a well-formed drone
@@ -139,6 +158,11 @@ class DroneBoard:
         drone = d.get("drone_id")
         if not drone or not isinstance(drone, str) or "unencodable" in d:
             return
+        if drone not in self.seen and len(self.seen) >= self.max_drones:
+            self.expire()
+            if len(self.seen) >= self.max_drones:
+                self.refused += 1  # the API refuses such posts; this guards records from the feed
+                return
         if ev.topic == "drone.telemetry":
             prev = self.last.get(drone)
             if prev is not None and prev.get("wall_time", 0) > d.get("wall_time", 0):
@@ -147,11 +171,13 @@ class DroneBoard:
             if not (math.isfinite(point[0]) and math.isfinite(point[1])):
                 raise ValueError("position not finite")
             self.last[drone] = d
+            self.seen[drone] = self.clock()
             track = self.tracks.setdefault(drone, deque(maxlen=self.track_len))
             if not track or max(abs(track[-1][0] - point[0]), abs(track[-1][1] - point[1])) >= self.TRACK_MIN_STEP_DEG:
                 track.append(point)  # the whole sortie's route (6000 points of >= 2 m), for the room's map
         elif ev.topic in ("drone.event", "drone.command"):
             self.events.setdefault(drone, deque(maxlen=self.events_len)).append({"topic": ev.topic, **d})
+            self.seen[drone] = self.clock()
 
     def snapshot(self) -> dict[str, Any]:
         """Per drone: last telemetry, track, recent events. A drone whose entry does not
@@ -159,6 +185,7 @@ class DroneBoard:
         starts from (``/api/v1/live/drones``, the streams' ``hello``), one bad record must
         not break it for everyone."""
         out: dict[str, Any] = {}
+        self.expire()
         for drone in sorted(set(self.last) | set(self.events)):
             entry = {"telemetry": self.last.get(drone), "track": list(self.tracks.get(drone, ())),
                      "events": list(self.events.get(drone, ()))}
@@ -176,8 +203,10 @@ class LiveHub:
 
     def __init__(self, engine_getter: Callable[[], Engine], *, poll_s: float = 1.0, queue_max: int = 5000,
                  coalesce_s: float = COALESCE_S, tick_s: float = 5.0, replay_max: int = 10_000,
-                 retention_s: float = 0.0) -> None:
+                 retention_s: float = 0.0, max_drones: int = 500, drone_stale_s: float = 900.0,
+                 auth_recheck_s: float = 10.0) -> None:
         self._engine_getter = engine_getter
+        self.auth_recheck_s = auth_recheck_s  # open streams re-check their token this often
         self.replay_max = replay_max  # outbox events a reconnecting client may replay
         self.retention_s = retention_s  # outbox rows older than this are pruned (0: kept)
         self.poll_s = poll_s
@@ -190,7 +219,7 @@ class LiveHub:
         self.queue_max = queue_max
         self.origin = uuid.uuid4().hex
         self.subscribers: set[Subscriber] = set()
-        self.drones = DroneBoard()
+        self.drones = DroneBoard(max_drones=max_drones, stale_s=drone_stale_s)
         self.cursor = 0  # last outbox id fanned out
         self.feed_cursor = 0
         self._missing: dict[int, float] = {}  # outbox id -> monotonic time first missed

@@ -89,7 +89,7 @@ def test_ingest_workflow_sla_audit_on_postgres(pg, tmp_path):
     a = env.post_incident(env.incident("p1", evidence=True))
     b = env.post_incident(env.incident("p2", dx_m=20))
     assert a["ticket_id"] == b["ticket_id"]
-    again = env.client.post("/api/v1/incidents", json=env.incident("p1"), headers=auth("operator"))
+    again = env.client.post("/api/v1/incidents", json=env.incident("p1", evidence=True), headers=auth("operator"))
     assert again.status_code == 200 and again.json()["created"] is False
     tid = a["ticket_id"]
     r = env.act(tid, "assess")
