@@ -1,11 +1,11 @@
 """Helpers to fly against SkyGrid's simulated vehicle at 30x with free ports, and to
-judge a flight from the simulator's *true* track (sampled in a thread, so it includes
+judge a flight from the simulator's *true* track (recorded after every physics step, so it includes
 what happened while the link was down)."""
 
 from __future__ import annotations
 
+import bisect
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -27,31 +27,51 @@ def start_sim(instance: int = 0, home: tuple[float, float] = HOME, **kw):
 
 
 class TrackSampler:
-    """Samples ``sim.state`` every ``period_s`` wall seconds in a thread (ground truth)."""
+    """Records the simulator's true track after every physics step (ground truth).
 
-    def __init__(self, sim, period_s: float = 0.01) -> None:
+    The record is taken inside the vehicle thread, once per ``physics_dt_s`` of vehicle time
+    (0.05 s = 0.5 m at 10 m/s), so its resolution does not depend on wall-clock speed. (A
+    thread polling ``sim.state`` every 10 ms wall saw gaps of 30+ m at 30x on a loaded
+    machine, because the simulator catches up several physics steps per tick, and a
+    waypoint flown in such a gap counted as "never flown": the low-battery test's flake.)
+    """
+
+    def __init__(self, sim) -> None:
         self.sim = sim
-        self.period_s = period_s
         self.track: list[tuple[float, float, float, float, bool, str]] = []  # t, lat, lon, rel_alt, in_air, mode
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
+        self.clock: list[tuple[float, float]] = []  # (wall time.time(), vehicle time s) after each step
+        self._ap = None
 
     def __enter__(self) -> TrackSampler:
-        self._t.start()
+        ap = self.sim.ap
+        if ap is None:
+            raise RuntimeError("TrackSampler: start the simulated vehicle first")
+        step = ap.step  # the bound method; the instance attribute below shadows it
+
+        def recorded_step(dt: float, *args, **kw) -> None:
+            step(dt, *args, **kw)
+            s = ap.snapshot()
+            self.track.append((s.time_s, s.lat, s.lon, s.rel_alt_m, s.in_air, s.mode))
+            self.clock.append((time.time(), s.time_s))
+
+        s = ap.snapshot()
+        self.track.append((s.time_s, s.lat, s.lon, s.rel_alt_m, s.in_air, s.mode))
+        ap.step = recorded_step
+        self._ap = ap
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join(2)
+        if self._ap is not None:
+            del self._ap.step  # back to the class's method
+            self._ap = None
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                s = self.sim.state
-                self.track.append((s.time_s, s.lat, s.lon, s.rel_alt_m, s.in_air, s.mode))
-            except RuntimeError:
-                pass
-            time.sleep(self.period_s)
+    def vehicle_time_at(self, wall: float) -> float:
+        """The simulator's true clock (vehicle s) at a wall time (``time.time()``), from the
+        steps recorded: what a pose's ``time_s`` should be, whatever the machine's speed."""
+        i = bisect.bisect_right(self.clock, (wall, math.inf))
+        if i == 0:
+            raise ValueError(f"wall time {wall} before the first recorded step")
+        return self.clock[i - 1][1]
 
 
 def dist_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -11,7 +11,7 @@ from flight.fleet import Fleet
 from flight.flightlog import read_flight_events, read_flight_log
 
 from .planfactory import make_plan
-from .simharness import SPEED, Recorder, TrackSampler, dist_m, start_sim, visits
+from .simharness import Recorder, TrackSampler, dist_m, start_sim, visits
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,9 +48,12 @@ def test_multi_grid_plan_every_waypoint_reached(tmp_path):
     assert any(p.in_air and abs(p.rel_alt_m - 20) < 2 for p in poses)
     times = [p.time_s for p in poses]
     assert times == sorted(times)
-    # vehicle time follows the simulator's clock (SPEED x wall)
+    # vehicle time follows the simulator's clock (about SPEED x wall; compared with the
+    # simulator's own clock, which falls behind SPEED x wall on a loaded machine)
+    true_span = track.vehicle_time_at(poses[-1].wall_time) - track.vehicle_time_at(poses[0].wall_time)
     wall = poses[-1].wall_time - poses[0].wall_time
-    assert (times[-1] - times[0]) / wall == pytest.approx(SPEED, rel=0.3)
+    assert true_span > 3 * wall  # the simulator ran fast: a wall clock here would be caught
+    assert times[-1] - times[0] == pytest.approx(true_span, rel=0.1)
     evs = read_flight_events(d0.logs[0])
     assert evs[0].kind == "sortie_start" and evs[-1].kind == "sortie_done"
     # back home at the end
