@@ -164,13 +164,24 @@ def run_once(index: int, source: str, sha: str, args: argparse.Namespace, progre
     cov = base / "coverage.jsonl"
     t0 = time.monotonic()
     hog = None
+    plain = not progress.console.is_terminal  # a log file: a line per phase instead of a live bar
+    last_pct = [-10]
+
+    def phase(desc: str, pct: int | None = None) -> None:
+        progress.update(task, description=desc, **({} if pct is None else {"completed": pct}))
+        if plain and (pct is None or pct >= last_pct[0] + 10):
+            if pct is not None:
+                last_pct[0] = pct
+            progress.console.print(f"[{time.monotonic() - t0:6.0f} s] {desc}" + (f" {pct}%" if pct is not None else ""),
+                                   markup=False, highlight=False)
+
     try:
-        progress.update(task, description=f"run {index}: clone", completed=0)
+        phase(f"run {index}: clone", 0)
         subprocess.run(["git", "clone", "--quiet", "--no-local", source, str(clone)], check=True)
         subprocess.run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", sha], cwd=clone, check=True)
         hog = Hog(args.hog, args.hog_procs, clone, args.nice, base / "hog.log")
         hog.start()
-        progress.update(task, description=f"run {index}: apt / postgres / venv")
+        phase(f"run {index}: apt / postgres / venv")
         env = _clean_env(CI="true", SKYGRID_COVERAGE_LOG=str(cov))
         with log.open("w", encoding="utf-8") as out:
             proc = subprocess.Popen(["bash", ".ci/run"], cwd=clone, env=env, stdout=subprocess.PIPE,
@@ -181,9 +192,9 @@ def run_once(index: int, source: str, sha: str, args: argparse.Namespace, progre
                 out.flush()
                 line = line.rstrip("\n")
                 if line.startswith("== make test"):
-                    progress.update(task, description=f"run {index}: venv + tests")
+                    phase(f"run {index}: venv + tests")
                 if m := _PYTEST_PROGRESS.search(line):
-                    progress.update(task, description=f"run {index}: tests", completed=int(m.group(1)))
+                    phase(f"run {index}: tests", int(m.group(1)))
                 if m := _PYTEST_RESULT.match(line):
                     res.pytest_line, res.tests_s = m.group(1), float(m.group(2))
                 if m := _PYTEST_FAILED.match(line):
