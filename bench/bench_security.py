@@ -12,6 +12,9 @@ stays under 300 MB throughout; the first event of a replay arrives within 1 s.
   (answered with ``resync``), then ten with ``?after=<head - live_replay_max_events>``
   (the furthest back allowed: 10,000 events each, paged).
 * bomb: a grey PNG of 16000x16000 pixels (a few hundred KiB) as incident evidence.
+* drones: one telemetry post naming 10,000 distinct drones (refused by the per-post cap).
+* CLI: five ``skygrid serve token create`` processes on the same SQLite file while
+  incidents stream in (item 11: this caused 500s): CLI failures and 5xx answers, target 0.
 
 ``python -m bench.bench_security`` also writes this section into docs/benchmarks.md.
 """
@@ -192,6 +195,63 @@ def _png_bomb(w: int, h: int) -> bytes:
             + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
+def _drone_flood(port: int, rss: RssSampler, n: int = 10_000) -> str:
+    """One telemetry post naming ``n`` distinct drones (it once registered them all, forever)."""
+    import httpx
+
+    recs = [{"drone_id": f"flood-{i}", "time_s": 1.0, "wall_time": time.time(), "lat": 30.05, "lon": 120.5,
+             "abs_alt_m": 80.0, "rel_alt_m": 60.0} for i in range(n)]
+    rss.start()
+    t1 = time.perf_counter()
+    r = httpx.post(f"http://127.0.0.1:{port}/api/v1/telemetry", json={"records": recs}, timeout=60,
+                   headers={"Authorization": f"Bearer {TOKEN_OP}"})
+    secs = time.perf_counter() - t1
+    peak = rss.stop()
+    live = len(httpx.get(f"http://127.0.0.1:{port}/api/v1/live/drones", timeout=30,
+                         headers={"Authorization": f"Bearer {TOKEN_VIEW}"}).json()["drones"])
+    return (f"| telemetry: {n:,} distinct drones in one post | {r.status_code} "
+            f"({r.json().get('field', '')}); {live} drones on the board | {secs:.2f} s | {peak:.0f} |")
+
+
+def _cli_during_ingest(port: int, db: str, rss: RssSampler, tokens: int = 5) -> str:
+    """``skygrid serve token create`` (another process, same SQLite file) while incidents
+    stream in: every ingest answer should be 201 and every CLI call succeed (500s before)."""
+    import httpx
+
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def ingest() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                          headers={"Authorization": f"Bearer {TOKEN_OP}"}) as c:
+            i = 0
+            while not stop.is_set():
+                body = {"external_id": f"cli-ingest-{i}", "source": "drone", "class_name": "straw_burning",
+                        "lat": 30.05, "lon": 120.5, "observed_at": datetime.now(UTC).isoformat()}
+                statuses.append(c.post("/api/v1/incidents", json=body).status_code)
+                i += 1
+
+    th = threading.Thread(target=ingest, daemon=True)
+    rss.start()
+    th.start()
+    waits, fails = [], 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for k in range(tokens):
+        t1 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "skygrid", "serve", "token", "create", "--db", f"sqlite:///{db}",
+                            "--role", "viewer", "--name", f"bench-cli-{k}"], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+        waits.append(time.perf_counter() - t1)
+        fails += r.returncode != 0
+    stop.set()
+    th.join(60)
+    peak = rss.stop()
+    bad = sum(1 for s in statuses if s >= 500)
+    return (f"| `token create` x{tokens} (CLI process) during SQLite ingest | {fails} CLI failures; {bad} of "
+            f"{len(statuses)} ingest answers 5xx | CLI slowest {max(waits):.1f} s (process start included) | "
+            f"{peak:.0f} |")
+
+
 def _wait_up(port: int, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
     import httpx
 
@@ -266,6 +326,8 @@ def run() -> str:
             peak = rss.stop()
             rows.append(f"| PNG bomb: {len(bomb) / 1024:.0f} KiB decoding to 16000x16000 | {r.status_code} | "
                         f"{secs:.2f} s | {peak:.0f} |")
+            rows.append(_drone_flood(port, rss))
+            rows.append(_cli_during_ingest(port, db, rss))
             final = rss.now()
         finally:
             proc.terminate()

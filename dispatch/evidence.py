@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def store(evidence_dir: str | Path, img: CheckedImage) -> str:
     if path.exists() and path.stat().st_size == len(img.data):
         return rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    # a unique temporary name: replicas on several hosts may share the directory (NFS) and
+    # store the same image at once; each renames its own complete file into place
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}-{uuid.uuid4().hex}")
     with open(tmp, "wb") as f:
         f.write(img.data)
         f.flush()

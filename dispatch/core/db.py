@@ -62,13 +62,24 @@ def writer_lock(engine: Engine) -> threading.RLock:
 
 @contextmanager
 def write_transaction(sm: sessionmaker[Session]) -> Iterator[Session]:
-    """One mutating unit of work: serialised, committed on success, rolled back on error."""
+    """One mutating unit of work: serialised, committed on success, rolled back on error.
+
+    On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes the file's write
+    lock before its first read, so a writer in another process (``skygrid serve token
+    create`` beside a running server) waits for it (``busy_timeout``, 30 s) instead of both
+    reading the same audit head / next id and one failing on commit (the 500s of issue 13
+    item 11). Within one process the writer lock keeps threads from queuing in SQLite."""
     engine = sm.kw["bind"]
-    lock = writer_lock(engine) if is_sqlite(engine) else None
+    sqlite = is_sqlite(engine)
+    lock = writer_lock(engine) if sqlite else None
     if lock:
         lock.acquire()
     try:
         with sm() as session, session.begin():
+            if sqlite:
+                # pysqlite (legacy transaction control) begins only before DML and never
+                # before a SELECT; an explicit BEGIN makes it treat the transaction as open
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
     finally:
         if lock:

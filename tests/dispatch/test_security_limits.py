@@ -5,15 +5,20 @@ evidence shared by replicas through one directory."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
+from dispatch.core.clock import ManualClock
 from dispatch.live.hub import DroneBoard
 
-from .conftest import auth, make_env
+from .conftest import ROOT, auth, make_env
 
 
 def _tel(drone: str, wall: float = 1.7e9) -> dict:
@@ -155,3 +160,103 @@ def test_revoking_a_token_closes_its_idle_websocket_and_sse_within_a_bound(tmp_p
             assert ended - at[0] < 2.0 and ended - t0 < 5.0, (ended - at[0], ended - t0)
     finally:
         env.app.state.engine.dispose()
+
+
+# -- (c) CLI writes during SQLite ingest ----------------------------------------------------
+def test_cli_token_create_during_sqlite_ingest_waits_instead_of_failing(tmp_path, template_db):
+    """Another process (the CLI) writing the same SQLite file between the app's reads and
+    writes used to collide on the audit chain's next id (500s); write transactions now take
+    SQLite's write lock up front (BEGIN IMMEDIATE) and wait (busy timeout) for each other."""
+    from dispatch.audit import verify
+
+    env = make_env(tmp_path, template_db)
+    try:
+        env.post_incident(env.incident("warm"))  # migrate and bootstrap before the CLI starts
+        script = (
+            "import subprocess, sys\n"
+            "for i in range(6):\n"
+            "    r = subprocess.run([sys.executable, '-m', 'skygrid', 'serve', 'token', 'create', '--db', sys.argv[1],"
+            " '--role', 'viewer', '--name', f'cli-{i}'], capture_output=True, text=True)\n"
+            "    if r.returncode: print(r.stdout, r.stderr); sys.exit(r.returncode)\n")
+        cli = subprocess.Popen([sys.executable, "-c", script, env.settings.database_url], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        statuses: list[int] = []
+        i = 0
+        while cli.poll() is None or i < 20:
+            r = env.client.post("/api/v1/incidents", json=env.incident(f"c{i}", spot=i % 200),
+                                headers=auth("operator"))
+            statuses.append(r.status_code)
+            i += 1
+        out = cli.communicate()[0]
+        assert cli.returncode == 0, out
+        assert set(statuses) == {201}, [s for s in statuses if s != 201][:5]
+        with env.app.state.sessionmaker() as s:
+            assert verify(s).ok
+            from sqlalchemy import func, select
+
+            from dispatch.models import ApiToken, Incident
+            assert s.scalar(select(func.count()).select_from(Incident)) == len(statuses) + 1
+            assert s.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.name.like("cli-%"))) == 6
+    finally:
+        env.app.state.engine.dispose()
+
+
+# -- (e) evidence through one replica, served by another ------------------------------------
+def _replica(tmp_path, template_db, evidence_dir, url: str | None = None):
+    from dispatch.app import create_app
+    from dispatch.core.config import Settings
+
+    from .conftest import GRIDS, TOKENS, Env
+
+    db = tmp_path / "dispatch.db"
+    if url is None and not db.exists():
+        shutil.copy(template_db, db)
+    settings = Settings(database_url=url or f"sqlite:///{db}", evidence_dir=str(evidence_dir), grids_file=str(GRIDS),
+                        grids_crs="gcj02", bootstrap_tokens=TOKENS, sla_background=False)
+    app = create_app(settings, ManualClock())
+    return Env(app=app, client=TestClient(app), clock=app.state.runtime.clock, settings=settings, db_path=db)
+
+
+def _evidence_across_replicas(a, b) -> None:
+    inc = a.post_incident(a.incident("ev-1", evidence=True))
+    ticket = a.client.get(f"/api/v1/tickets/{inc['ticket_id']}", headers=auth("dispatcher")).json()
+    photo = a.photo(inc["ticket_id"])
+    assert photo.status_code == 201, photo.text
+    urls = [ticket["evidence_url"], photo.json()["url"]]
+    for url in urls:
+        ra = a.client.get(url, headers=auth("dispatcher"))
+        rb = b.client.get(url, headers=auth("dispatcher"))
+        assert ra.status_code == rb.status_code == 200, (url, rb.text)
+        assert rb.content == ra.content and rb.headers["content-type"] == ra.headers["content-type"]
+    return urls
+
+
+def test_evidence_stored_by_one_replica_is_served_by_another(tmp_path, template_db):
+    shared = tmp_path / "shared-evidence"
+    a = _replica(tmp_path, template_db, shared)
+    b = _replica(tmp_path, template_db, shared)
+    c = _replica(tmp_path, template_db, tmp_path / "local-evidence-c")  # misconfigured: its own folder
+    try:
+        urls = _evidence_across_replicas(a, b)
+        r = c.client.get(urls[0], headers=auth("dispatcher"))
+        assert r.status_code == 404 and "missing on disk" in r.json()["detail"]
+        assert not list(shared.rglob("*.tmp*"))  # only complete files under their final names
+    finally:
+        for e in (a, b, c):
+            e.app.state.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_evidence_across_replicas_on_postgres(pg_url, tmp_path, template_db):
+    from .test_postgres import _reset
+
+    _reset(pg_url)
+    shared = tmp_path / "shared-evidence"
+    a = _replica(tmp_path, template_db, shared, pg_url)
+    b = _replica(tmp_path, template_db, shared, pg_url)
+    try:
+        _evidence_across_replicas(a, b)
+    finally:
+        for e in (a, b):
+            e.app.state.engine.dispose()
+        _reset(pg_url)
