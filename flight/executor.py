@@ -40,7 +40,12 @@ COMMANDS: tuple[str, ...] = ("rtl", "hold", "resume")
 
 
 class PreflightError(RuntimeError):
-    """The vehicle is not fit to fly this sortie; the message lists every failed check."""
+    """The vehicle is not fit to fly this sortie; the message lists every failed check
+    (English, for logs and the API); ``zh`` says the same in Chinese for the 飞手."""
+
+    def __init__(self, message: str, zh: str = "") -> None:
+        super().__init__(message)
+        self.zh = zh
 
 
 class SortieFailed(RuntimeError):
@@ -92,6 +97,7 @@ class SortieResult:
     sortie_id: str
     status: str
     reason: str = ""
+    reason_zh: str = ""  # the reason in Chinese where one is known (pre-flight), for the 飞手
     #: highest original waypoint index reached (-1 = none)
     reached_index: int = -1
     waypoints: int = 0
@@ -305,51 +311,67 @@ class SortieExecutor:
             cfg.health_timeout_s,
         )
         st = self.st
-        problems = []
+        problems: list[str] = []
+        problems_zh: list[str] = []  # the same checks in Chinese, for the 飞手 (fly summary, pages)
+
+        def problem(en: str, zh: str) -> None:
+            problems.append(en)
+            problems_zh.append(zh)
+
         if not ok:
             missing = [
-                n
-                for n, v in (
-                    ("link", st.connected),
-                    ("global position", st.global_position_ok),
-                    ("home position", st.home_position_ok),
-                    ("armable", st.armable),
-                    ("position fix", st.has_position),
+                (n, zh)
+                for n, zh, v in (
+                    ("link", "数据链", st.connected),
+                    ("global position", "全球定位", st.global_position_ok),
+                    ("home position", "返航点", st.home_position_ok),
+                    ("armable", "可解锁状态", st.armable),
+                    ("position fix", "定位", st.has_position),
                 )
                 if not v
             ]
-            problems.append(f"not healthy after {cfg.health_timeout_s:.0f} s: {', '.join(missing)} not ok")
+            problem(f"not healthy after {cfg.health_timeout_s:.0f} s: {', '.join(n for n, _ in missing)} not ok",
+                    f"{cfg.health_timeout_s:.0f} 秒内未就绪：{'、'.join(z for _, z in missing)}异常")
         need = max(cfg.min_takeoff_battery_pct, self.sortie.battery_fraction * 100.0 + cfg.battery_reserve_pct)
         need = min(need, 100.0)
         await self.link.wait_for(lambda s: math.isfinite(s.battery_pct), 5.0)
         if not math.isfinite(st.battery_pct):
-            problems.append("battery level unknown")
+            problem("battery level unknown", "电量未知")
         elif st.battery_pct + 1e-6 < need:
-            problems.append(
+            problem(
                 f"battery {st.battery_pct:.0f} % < {need:.0f} % needed "
-                f"(sortie uses {self.sortie.battery_fraction * 100:.0f} % + {cfg.battery_reserve_pct:.0f} % reserve)"
+                f"(sortie uses {self.sortie.battery_fraction * 100:.0f} % + {cfg.battery_reserve_pct:.0f} % reserve)",
+                f"电量 {st.battery_pct:.0f}% 低于所需 {need:.0f}%"
+                f"（本架次耗电 {self.sortie.battery_fraction * 100:.0f}% + 预留 {cfg.battery_reserve_pct:.0f}%）",
             )
         # GPS_RAW_INT may arrive after the health bits: give it a moment before judging the fix
         await self.link.wait_for(lambda s: s.gps_fix >= cfg.min_gps_fix and s.satellites >= cfg.min_satellites, 5.0)
         if st.gps_fix < cfg.min_gps_fix:
-            problems.append(f"GPS fix type {st.gps_fix} < {cfg.min_gps_fix} (3D fix needed)")
+            problem(f"GPS fix type {st.gps_fix} < {cfg.min_gps_fix} (3D fix needed)",
+                    f"GPS 定位类型 {st.gps_fix} 低于 {cfg.min_gps_fix}（需要 3D 定位）")
         if st.satellites < cfg.min_satellites:
-            problems.append(f"{st.satellites} GPS satellites < {cfg.min_satellites}")
+            problem(f"{st.satellites} GPS satellites < {cfg.min_satellites}",
+                    f"GPS 卫星 {st.satellites} 颗，少于 {cfg.min_satellites} 颗")
         if cfg.check_home_in_area:
             hl, ho = (st.home_lat, st.home_lon) if math.isfinite(st.home_lat) else (st.lat, st.lon)
             if math.isfinite(hl) and not inside_patrol_area(self.plan, hl, ho, cfg.fence_buffer_m):
-                problems.append(
+                problem(
                     f"vehicle home ({hl:.6f}, {ho:.6f}) is outside the patrol area "
-                    f"(plan home {self.plan.home.lat:.6f}, {self.plan.home.lon:.6f})"
+                    f"(plan home {self.plan.home.lat:.6f}, {self.plan.home.lon:.6f})",
+                    f"无人机返航点（{hl:.6f}, {ho:.6f}，WGS-84）不在巡查区域内"
+                    f"（计划起飞点 {self.plan.home.lat:.6f}, {self.plan.home.lon:.6f}）",
                 )
         if st.has_position:
             first = self.sortie.waypoints[self.spec.start_index if self.spec else 0]
             d = distance_m(st.lat, st.lon, first.lat, first.lon)
             if d > cfg.max_first_waypoint_m:
-                problems.append(f"first waypoint is {d:.0f} m away (> {cfg.max_first_waypoint_m:.0f} m)")
+                problem(f"first waypoint is {d:.0f} m away (> {cfg.max_first_waypoint_m:.0f} m)",
+                        f"第一个航点距离 {d:.0f} 米（超过 {cfg.max_first_waypoint_m:.0f} 米）")
         if problems:
-            self._event("preflight_failed", "; ".join(problems), problems=problems)
-            raise PreflightError(f"{self.em.drone_id} sortie {self.sortie.id}: " + "; ".join(problems))
+            self._event("preflight_failed", "; ".join(problems), problems=problems, problems_zh=problems_zh)
+            raise PreflightError(f"{self.em.drone_id} sortie {self.sortie.id}: " + "; ".join(problems),
+                                 f"无人机 {self.em.drone_id} 架次 {self.sortie.id} 起飞前检查未通过："
+                                 + "；".join(problems_zh))
         self._event(
             "preflight_ok",
             f"battery {st.battery_pct:.0f} %, GPS fix {st.gps_fix} with {st.satellites} satellites",
@@ -454,6 +476,7 @@ class SortieExecutor:
                 res = await self._run(start_index)
         except PreflightError as e:
             res = self._result("failed", str(e))
+            res.reason_zh = e.zh
         except (SortieFailed, LinkError) as e:
             self._event("sortie_failed", str(e))
             res = self._result("failed", str(e))

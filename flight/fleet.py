@@ -77,6 +77,7 @@ class DroneSummary:
     #: ids of sorties (incl. follow-ups) it did not fly
     unflown: list[str] = field(default_factory=list)
     error: str = ""
+    error_zh: str = ""  # the error in Chinese where one is known (pre-flight), for the 飞手's summary
     telemetry_records: int = 0
     logs: list[str] = field(default_factory=list)
 
@@ -309,7 +310,7 @@ class Fleet:
                     if res.follow_up is not None:
                         summary.unflown.append(res.follow_up.id)
                     break
-                summary.status, summary.error = "failed", res.reason
+                summary.status, summary.error, summary.error_zh = "failed", res.reason, res.reason_zh
                 if res.follow_up is not None:
                     summary.unflown.append(res.follow_up.id)
                 elif res.reached_index < 0:

@@ -80,6 +80,8 @@ def event_zh(kind: str, data: Mapping[str, Any] | None = None) -> str:
         s += "：" + mode_zh(str(d["mode"]))
     elif kind == "turnaround" and d.get("next_sortie"):
         s += f"，下一架次 {d['next_sortie']}"
+    elif kind == "preflight_failed" and isinstance(d.get("problems_zh"), list) and d["problems_zh"]:
+        s += "：" + "；".join(str(p) for p in d["problems_zh"])
     elif kind == "preflight_failed" and isinstance(d.get("problems"), list):
         s += f"（{len(d['problems'])} 项）"
     return s

@@ -164,6 +164,6 @@ def run(args: argparse.Namespace) -> int:
         colour = {"done": "green", "aborted": "yellow"}.get(r.status, "red")
         console.print(f"[{colour}]无人机 {did}：{STATUS_ZH.get(r.status, r.status)}[/{colour}]，"
                       f"已完成架次 {r.completed or '—'}"
-                      + (f"；未飞架次 {r.unflown}" if r.unflown else "") + (f"；原因：{r.error}" if r.error else ""))
+                      + (f"；未飞架次 {r.unflown}" if r.unflown else "") + (f"；原因：{r.error_zh or r.error}" if r.error else ""))
     console.print(f"飞行日志目录：{args.log_dir}（可在指挥室“巡查回放”页面回放）")
     return 0 if all(r.status == "done" and not r.unflown for r in results.values()) else 1

@@ -52,6 +52,11 @@ def test_every_failed_check_is_named_at_once():
     for part in ("d0 sortie d0-s0", "battery 40 % < 55 % needed", "GPS fix type 2", "4 GPS satellites",
                  "outside the patrol area", "first waypoint is"):
         assert part in msg, part
+    # the same five checks in Chinese for the 飞手 (fly summary, event text on the pages)
+    zh = e.value.zh
+    for part in ("无人机 d0 架次 d0-s0 起飞前检查未通过", "电量 40% 低于所需 55%", "GPS 定位类型 2", "GPS 卫星 4 颗",
+                 "不在巡查区域内", "第一个航点距离"):
+        assert part in zh, part
 
 
 def test_unhealthy_vehicle_says_what_is_missing():

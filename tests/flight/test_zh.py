@@ -62,6 +62,8 @@ def test_event_lines_carry_their_figures():
     assert event_zh("command", {"action": "rtl"}) == "收到指挥室指令：返航"
     assert event_zh("failsafe", {"mode": "RETURN_TO_LAUNCH"}) == "触发失控保护：返航"
     assert event_zh("something_new", {}) == "飞行事件"
+    assert event_zh("preflight_failed", {"problems": ["a", "b"], "problems_zh": ["电量未知", "GPS 卫星 4 颗，少于 6 颗"]}) \
+        == "起飞前检查未通过：电量未知；GPS 卫星 4 颗，少于 6 颗"
     assert mode_zh("mission") == "航线任务" and mode_zh(None) == "未知" and mode_zh("WEIRD") == "其他模式"
 
 

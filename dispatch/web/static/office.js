@@ -85,6 +85,8 @@
       s += "：" + Z.flightMode(d.mode);
     } else if (k === "turnaround" && d.next_sortie) {
       s += "，下一架次 " + d.next_sortie;
+    } else if (k === "preflight_failed" && Array.isArray(d.problems_zh) && d.problems_zh.length) {
+      s += "：" + d.problems_zh.map(String).join("；");
     } else if (k === "preflight_failed" && Array.isArray(d.problems)) {
       s += "（" + d.problems.length + " 项）";
     }
