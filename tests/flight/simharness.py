@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -122,3 +123,41 @@ class Recorder:
     def reached(self, drone_id: str = "d0", sortie_prefix: str = "") -> list[tuple[str, int]]:
         return [(e.sortie_id, e.data["item"]) for e in self.events
                 if e.kind == "item_reached" and e.drone_id == drone_id and (e.sortie_id or "").startswith(sortie_prefix)]
+
+
+class LinkOutage:
+    """Drops the simulated link until the *vehicle* has done something, then restores it.
+
+    A fixed wall-clock outage (``faults.link_loss(5.0)``) meant a different amount of vehicle
+    time on a loaded machine (the simulator drops time when a tick is late by over 1 s), so
+    the vehicle sometimes had not landed, or not flown on, when the link came back. Here the
+    link stays down until the executor has reported ``link_lost`` (MAVSDK's own ~3 s wall
+    timeout) *and* ``ready(sim.state)`` holds; ``timeout_s`` (wall) bounds the wait so a test
+    that never gets there fails on its assertions instead of hanging.
+    """
+
+    def __init__(self, sim, rec: Recorder, ready, timeout_s: float = 60.0) -> None:
+        self.sim, self.rec, self.ready, self.timeout_s = sim, rec, ready, timeout_s
+        self.started = threading.Event()
+        self.restored_by_condition: bool | None = None
+        self._thread: threading.Thread | None = None
+
+    def begin(self) -> None:
+        """Drop the link now (callable from a listener hook) and start watching."""
+        if self.started.is_set():
+            return
+        self.started.set()
+        self.sim.faults.link_loss(None)
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        ok = False
+        while time.monotonic() < deadline:
+            if "link_lost" in self.rec.kinds() and self.ready(self.sim.state):
+                ok = True
+                break
+            time.sleep(0.01)
+        self.restored_by_condition = ok
+        self.sim.faults.link_restore()

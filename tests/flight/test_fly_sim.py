@@ -11,7 +11,7 @@ from flight.fleet import Fleet
 from flight.flightlog import read_flight_events, read_flight_log
 
 from .planfactory import make_plan
-from .simharness import Recorder, TrackSampler, dist_m, start_sim, visits
+from .simharness import LinkOutage, Recorder, TrackSampler, dist_m, start_sim, visits
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -67,19 +67,33 @@ def test_multi_grid_plan_every_waypoint_reached(tmp_path):
 # once, in MISSION mode; a resume point one item early would still be caught here.
 @pytest.mark.parametrize("vehicle_rtl", [True, False], ids=["failsafe-rtl", "kept-flying"])
 def test_link_loss_mid_grid_resumes_from_last_reached(tmp_path, vehicle_rtl):
-    # MAVSDK declares a link lost after ~3 s without heartbeat: drop it for 5 s wall (at 20x).
-    # With the data-link failsafe the vehicle returns and lands during the outage (100 s
-    # at 20x); without, it keeps flying the mission (a longer grid, still going after it).
+    # MAVSDK declares a link lost after ~3 s wall without heartbeat. The link stays down
+    # until the executor saw the loss and the vehicle did its part (event-driven, not a
+    # wall-clock outage): with the data-link failsafe it returns and lands; without, it
+    # keeps flying the mission and has flown on past two more waypoints (a longer grid,
+    # still going after it).
     plan = make_plan([[(40, 40)]], lines=4 if vehicle_rtl else 10, size=120 if vehicle_rtl else 160, alt=20)
     wps = plan.sorties[0].waypoints
     rec = Recorder()
     # the simulator counts the data-link timeout in vehicle seconds; MAVSDK heartbeats
     # come every wall second = 20 vehicle seconds at 20x, so the timeout must exceed that
     sim = start_sim(datalink_loss_rtl_s=30.0 if vehicle_rtl else None, speed_factor=20.0)
+    seen_rtl = []
+
+    def vehicle_done(st) -> bool:
+        if not vehicle_rtl:
+            return st.mission_seq >= drop_seq[0] + 2 and not st.mission_finished
+        if st.mode == "RTL":
+            seen_rtl.append(True)
+        return bool(seen_rtl) and not st.in_air
+
+    drop_seq = [0]
+    outage = LinkOutage(sim, rec, vehicle_done)
 
     def on_event(e):
-        if e.kind == "item_reached" and e.data["item"] == 2 and "link_lost" not in rec.kinds():
-            sim.faults.link_loss(5.0)
+        if e.kind == "item_reached" and e.data["item"] == 2 and not outage.started.is_set():
+            drop_seq[0] = sim.state.mission_seq
+            outage.begin()
 
     rec.hooks.append(on_event)
     try:
@@ -87,6 +101,7 @@ def test_link_loss_mid_grid_resumes_from_last_reached(tmp_path, vehicle_rtl):
             _fleet, res = fly(plan, [sim], rec, tmp_path)
     finally:
         sim.stop()
+    assert outage.restored_by_condition, "the vehicle never landed / flew on while the link was down"
     assert res["d0"].status == "done", rec.kinds()
     kinds = rec.kinds()
     assert "link_lost" in kinds and "link_restored" in kinds and "resumed" in kinds
@@ -113,9 +128,12 @@ def test_mission_finished_during_the_link_loss_is_not_flown_again(tmp_path):
     rec = Recorder()
     sim = start_sim(speed_factor=20.0)
 
+    # down until the vehicle has finished the mission, returned and landed (event-driven)
+    outage = LinkOutage(sim, rec, lambda st: st.mission_finished and not st.in_air)
+
     def on_event(e):
-        if e.kind == "item_reached" and e.data["item"] == 0 and "link_lost" not in rec.kinds():
-            sim.faults.link_loss(6.0)  # 120 s of vehicle time: it finishes, returns, lands
+        if e.kind == "item_reached" and e.data["item"] == 0:
+            outage.begin()
 
     rec.hooks.append(on_event)
     try:
@@ -123,6 +141,7 @@ def test_mission_finished_during_the_link_loss_is_not_flown_again(tmp_path):
             _fleet, res = fly(plan, [sim], rec, tmp_path)
     finally:
         sim.stop()
+    assert outage.restored_by_condition, "the vehicle did not finish and land while the link was down"
     assert res["d0"].status == "done" and res["d0"].completed == ["d0-s0"], rec.kinds()
     kinds = rec.kinds()
     assert "link_lost" in kinds and "resume_planned" not in kinds
