@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from dispatch.core.security import Principal
 from dispatch.deps import require_roles
 from dispatch.errors import ApiError
+from geo.zh import zh_message
 
 router = APIRouter(prefix="/api/v1/planner", tags=["planner"])
 operator = require_roles("operator")
@@ -65,13 +66,14 @@ async def upload(body: UploadIn, _p: Principal = Depends(operator)) -> dict[str,
     try:
         data = base64.b64decode(body.data_b64, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(422, "data_b64: not valid base64", "body.data_b64") from None
+        raise ApiError(422, "data_b64: not valid base64", "body.data_b64", zh="文件内容不是有效的 base64 编码") from None
     try:
         (items, crs), warns = await run_in_threadpool(_warned, load_upload, body.filename, data, body.crs,
                                                      body.kind, body.skip_bad)
     except GridImportError as e:
-        raise ApiError(422, str(e), "body.crs" if "coordinate system" in str(e) else "body.data_b64") from None
-    return {"crs": crs, "warnings": warns, **geojson_features(items)}
+        raise ApiError(422, str(e), "body.crs" if "coordinate system" in str(e) else "body.data_b64",
+                       zh=zh_message(str(e))) from None
+    return {"crs": crs, "warnings": warns, "warnings_zh": [zh_message(w) for w in warns], **geojson_features(items)}
 
 
 def _plan(body: PlanIn) -> tuple[Any, list[str]]:
@@ -103,14 +105,14 @@ async def plan(body: PlanIn, _p: Principal = Depends(operator)) -> dict[str, Any
         p, warns = await run_in_threadpool(_warned, _plan, body)
     except (GridImportError, PlanningError, KeyError, ValueError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        raise ApiError(422, msg, "body") from None
+        raise ApiError(422, msg, "body", zh=zh_message(msg)) from None
     makespan = max((sum(s.duration_s for s in p.sorties_for(d)) for d in range(p.drones)), default=0.0)
     summary = {"grids": len(p.grids), "sorties": len(p.sorties), "drones": p.drones,
                "km": round(sum(s.distance_m for s in p.sorties) / 1000, 2),
                "minutes": round(sum(s.duration_s for s in p.sorties) / 60, 1),
                "longest_drone_minutes": round(makespan / 60, 1), "altitude_m": p.altitude_m, "gsd_cm": p.gsd_cm}
     feats = await run_in_threadpool(plan_features, p)
-    return {"plan": p.to_dict(), "summary": summary, "warnings": warns,
+    return {"plan": p.to_dict(), "summary": summary, "warnings": warns, "warnings_zh": [zh_message(w) for w in warns],
             "preview": {"type": "FeatureCollection", "features": feats}}
 
 
@@ -125,6 +127,6 @@ async def export(fmt: Literal["json", "qgc", "kml", "dji"], body: dict[str, Any]
         p = Plan.from_dict(body, source="body")
         name, media, data = await run_in_threadpool(export_bytes, p, fmt)
     except (PlanFormatError, DjiExportError, ValueError) as e:
-        raise ApiError(422, str(e), "body") from None
+        raise ApiError(422, str(e), "body", zh=zh_message(str(e))) from None
     return Response(data, media_type=media,
                     headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})

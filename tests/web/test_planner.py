@@ -13,6 +13,7 @@ import pytest
 
 from geo.plan_schema import Plan
 from tests.geo.test_export_dji import ENUMS, check_wpml
+from tests.geo.test_zh import _leftover_english
 from tests.web.test_pages import Guard, _page, browser  # noqa: F401 - the module-scoped browser fixture
 
 pytestmark = pytest.mark.browser
@@ -104,7 +105,7 @@ def test_plan_on_the_map_preview_save_and_download_all_formats(browser, make_ser
         ctx.close()
 
 
-def test_planner_reports_a_file_without_crs_in_chinese_context(browser, make_server, tmp_path, artifacts_dir):  # noqa: F811
+def test_planner_reports_a_file_without_crs_in_chinese(browser, make_server, tmp_path, artifacts_dir):  # noqa: F811
     srv = make_server()
     guard = Guard()
     ctx, page = _page(browser, f"{srv.url}/planner?token=tok-operator", guard)
@@ -115,7 +116,9 @@ def test_planner_reports_a_file_without_crs_in_chinese_context(browser, make_ser
                       encoding="utf-8")
         page.set_input_files("#grid-file", str(gj))  # "按文件声明" and the file declares nothing
         page.wait_for_function("document.getElementById('toast').textContent.includes('导入失败')", timeout=15000)
-        assert "--crs" in page.inner_text("#toast") or "crs" in page.inner_text("#toast")
+        toast = page.inner_text("#toast")
+        assert "坐标系" in toast and "GCJ-02" in toast, toast  # what to choose, in Chinese (issue 15 item 6)
+        assert _leftover_english(toast, ("g.geojson",)) == [], toast
         assert page.evaluate("window.SGPLAN.grids.size") == 0
         page.screenshot(path=str(artifacts_dir / "planner_crs_error.png"))
     finally:

@@ -143,6 +143,7 @@
   /** Chinese text for an error answer (data = JSON body, status = HTTP status). */
   Z.errorText = function (data, status) {
     if (data && data.code && Z.ERROR[data.code]) return Z.ERROR[data.code];
+    if (data && typeof data.detail_zh === "string" && data.detail_zh) return data.detail_zh;  // specifics (grid, coordinate)
     let base = Z.STATUS_ERROR[status] || (status >= 500 ? "服务器暂时无法处理，请稍后重试" : "操作未成功");
     let field = data && data.field;
     if (!field && data && Array.isArray(data.detail) && data.detail[0] && data.detail[0].loc) field = data.detail[0].loc.join(".");

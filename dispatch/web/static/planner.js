@@ -79,7 +79,7 @@
     const body = Object.assign(file, { kind, crs: $("grid-crs").value || null, skip_bad: $("skip-bad").checked });
     try {
       const res = await SG.api("/api/v1/planner/upload", { method: "POST", body, retries: 1 });
-      showWarnings(res.warnings || []);
+      showWarnings(res.warnings_zh || res.warnings || []);
       if (kind === "grid") { addGrids(res, true); toast(`已导入 ${res.features.length} 个网格（${res.crs}）`); }
       else { P.zones.push(...res.features); renderZones(); drawInputs(false); toast(`已导入 ${res.features.length} 个禁飞区`); }
     } catch (e) { toast("导入失败：" + e.message, 8000); }
@@ -180,7 +180,7 @@
     try {
       const res = await SG.api("/api/v1/planner/plan", { method: "POST", body: request(), retries: 1 });
       P.result = res;
-      showSummary(res.summary); showWarnings(res.warnings || []); drawPreview(res);
+      showSummary(res.summary); showWarnings(res.warnings_zh || res.warnings || []); drawPreview(res);
       $("save").disabled = false;
       for (const b of $("downloads").querySelectorAll("button")) b.disabled = false;
       document.body.dataset.planned = "1";
@@ -202,7 +202,7 @@
     try {
       const res = await fetch("/api/v1/planner/export/" + fmt, { method: "POST", headers, body: JSON.stringify(P.result.plan),
         credentials: "same-origin", cache: "no-store" });
-      if (!res.ok) { let d = null; try { d = await res.json(); } catch (e) { /* not JSON */ } throw new Error(SG.errorText(d) || "HTTP " + res.status); }
+      if (!res.ok) { let d = null; try { d = await res.json(); } catch (e) { /* not JSON */ } throw new Error(SGZ.errorText(d, res.status)); }
       const cd = res.headers.get("Content-Disposition") || "";
       const m = /filename\*=UTF-8''([^;]+)/.exec(cd);
       const name = m ? decodeURIComponent(m[1]) : "skygrid-plan";
