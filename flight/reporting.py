@@ -20,6 +20,8 @@ from typing import Any
 from flight.records import FlightEvent, Telemetry
 
 log = logging.getLogger("skygrid.flight.reporting")
+#: commands asked for per poll (the API caps ``limit`` at 1,000)
+COMMAND_PAGE = 1000
 
 
 def upload_plan(base_url: str, token: str, plan: dict[str, Any], timeout_s: float = 15.0) -> str | None:
@@ -154,16 +156,18 @@ class DispatchReporter:
                 return False
 
     def _poll(self, client: Any) -> bool:
+        """Apply the orders issued since the last poll. The first poll of a run only finds
+        where history ends (paging through all of it: the server answers at most ``limit``
+        per request), so yesterday's "rtl" for a reused drone id is never flown today."""
+        first = self._after is None
         try:
-            params: dict[str, Any] = {"after": self._after or 0, "limit": 1000}
-            r = client.get("/api/v1/drones/commands", params=params)
-            if r.status_code != 200:
-                raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
-            cmds = r.json().get("commands", [])
+            cmds = self._fetch_commands(client, self._after or 0)
+            while first and len(cmds) >= COMMAND_PAGE:
+                self._after = int(cmds[-1].get("id", 0))
+                cmds = self._fetch_commands(client, self._after)
         except Exception as e:
             log.debug("command poll failed: %s", e)
             return False
-        first = self._after is None
         for c in cmds:
             self._after = max(self._after or 0, int(c.get("id", 0)))
             if first:
@@ -180,6 +184,13 @@ class DispatchReporter:
         if first and self._after is None:
             self._after = 0
         return True
+
+    @staticmethod
+    def _fetch_commands(client: Any, after: int) -> list[dict[str, Any]]:
+        r = client.get("/api/v1/drones/commands", params={"after": after, "limit": COMMAND_PAGE})
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+        return list(r.json().get("commands", []))
 
     # -- closing --------------------------------------------------------------------
     def flush(self, timeout_s: float = 5.0) -> None:

@@ -420,6 +420,9 @@ class LiveHub:
                 pruned = await asyncio.to_thread(store.outbox_prune, engine, cutoff)
                 if pruned:
                     log.info("live outbox: %d events older than %.0f s pruned", pruned, self.retention_s)
+                pruned = await asyncio.to_thread(store.commands_prune, engine, cutoff)
+                if pruned:
+                    log.info("drone commands: %d older than %.0f s pruned", pruned, self.retention_s)
         return n
 
     def _read(self, engine: Engine, feed: bool = True) -> tuple[list[LiveEvent], list[LiveEvent], list]:

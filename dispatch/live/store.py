@@ -8,7 +8,7 @@ live module's own three small tables.
   processes sharing one database all show every drone (each process tails it by id, like
   the outbox). Rows older than ``FEED_KEEP_S`` are pruned: positions are not history.
 * ``drone_commands``: operator/dispatcher commands (rtl, hold, resume) that the flight
-  reporter polls by id.
+  reporter polls by id; pruned with the outbox's retention (``live_retention_s``).
 * ``live_plan``: the current patrol plan JSON (one row), drawn by the map and the operator
   view.
 
@@ -217,6 +217,14 @@ def command_add(engine: Engine, drone_id: str, action: str, issued_by: str, note
                                                       issued_at=utcnow(), note=note))
         row = c.execute(select(drone_commands).where(drone_commands.c.id == res.inserted_primary_key[0])).one()
     return _command_dict(row)
+
+
+def commands_prune(engine: Engine, before: datetime) -> int:
+    """Delete commands issued before ``before`` (the live retention); returns rows deleted.
+    Ids are never handed out again (AUTOINCREMENT on SQLite, a sequence on PostgreSQL), so
+    a reporter's ``after`` cursor stays valid however much is deleted."""
+    with engine.begin() as c:
+        return c.execute(delete(drone_commands).where(drone_commands.c.issued_at < before)).rowcount or 0
 
 
 def commands_after(engine: Engine, drone_id: str | None, after: int, limit: int = 200) -> list[dict[str, Any]]:

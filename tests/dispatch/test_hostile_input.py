@@ -240,6 +240,18 @@ def test_replay_too_far_back_or_pruned_gets_resync(tmp_path, template_db):
     env.app.state.engine.dispose()
 
 
+def test_drone_commands_are_pruned_with_the_retention_and_ids_never_reused(env):
+    from dispatch.live import store
+
+    eng = env.app.state.engine
+    with env.client:  # the app creates the live tables at start
+        old = [store.command_add(eng, "d0", "rtl", "值班长")["id"] for _ in range(3)]
+        assert store.commands_prune(eng, datetime.now(UTC) - timedelta(days=7)) == 0  # all recent
+        assert store.commands_prune(eng, datetime.now(UTC) + timedelta(seconds=1)) == 3
+        assert store.commands_after(eng, None, 0) == []
+        assert store.command_add(eng, "d0", "hold", "值班长")["id"] > max(old)  # a reporter's cursor stays valid
+
+
 def test_retention_runs_in_the_tailer(tmp_path, template_db):
     from dispatch.live import store
 

@@ -67,8 +67,9 @@ class FakeDispatch:
                 u = urlparse(self.path)
                 if u.path != "/api/v1/drones/commands":
                     return self._json(404, {})
-                after = int(parse_qs(u.query).get("after", ["0"])[0])
-                self._json(200, {"commands": [c for c in list(outer.commands) if c["id"] > after]})
+                q = parse_qs(u.query)
+                after, limit = int(q.get("after", ["0"])[0]), int(q.get("limit", ["200"])[0])  # as the real API
+                self._json(200, {"commands": [c for c in list(outer.commands) if c["id"] > after][:limit]})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), H)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
