@@ -284,10 +284,11 @@ def _dist_m(a: tuple[float, float], b: tuple[float, float]) -> float:
 class AlertWatcher:
     """Subscribes to the live WebSocket and timestamps every ticket event on arrival."""
 
-    def __init__(self, ws_url: str, token: str) -> None:
+    def __init__(self, ws_url: str, token: str, on_count: Callable[[int], None] | None = None) -> None:
         self.ws_url = ws_url
         self.token = token
         self.created: dict[Any, tuple[float, dict]] = {}
+        self.on_count = on_count  # told the number of tickets alerted so far (progress display)
         self.task: asyncio.Task | None = None
         self.connected = asyncio.Event()
 
@@ -307,8 +308,10 @@ class AlertWatcher:
                             continue
                         topic = msg.get("topic", "")
                         data = msg.get("data") or msg.get("payload") or {}
-                        if topic.startswith("ticket.") and "id" in data:
-                            self.created.setdefault(data["id"], (now, data))
+                        if topic.startswith("ticket.") and "id" in data and data["id"] not in self.created:
+                            self.created[data["id"]] = (now, data)
+                            if self.on_count:
+                                self.on_count(len(self.created))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # reconnect: the server may still be starting
@@ -503,7 +506,8 @@ class PatrolRun:
             self.state.phase = "starting dispatch"
             self.start_server()
             self.upload_plan()
-            watcher = AlertWatcher(self.server.url.replace("http", "ws", 1) + "/api/v1/live/ws", self.tokens["viewer"])
+            watcher = AlertWatcher(self.server.url.replace("http", "ws", 1) + "/api/v1/live/ws", self.tokens["viewer"],
+                                   on_count=lambda n: setattr(self.state, "alerts", n))
             watcher.start()
             self.state.phase = "starting vision"
             self.start_vision()

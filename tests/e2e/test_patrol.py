@@ -84,3 +84,9 @@ def test_live_alerts_and_speed(patrol):
     assert s["speedup"] is not None and s["speedup"] >= 1.0
     assert s["frames_dropped"] <= 0.05 * s["frames_requested"], s
     assert s["_wall"] < 900
+
+
+def test_progress_counts_every_alert(patrol):
+    """The progress line's 告警 count is the tickets the live socket announced (it said 0)."""
+    run, s, tickets = patrol
+    assert run.state.alerts == len(tickets) == s["tickets"] > 0
