@@ -10,10 +10,14 @@ from urllib.parse import parse_qs, urlparse
 
 class FakeDispatch:
     """``POST /api/v1/telemetry`` stores batches; ``GET /api/v1/drones/commands`` serves
-    ``self.commands`` (id > after). ``on_batch(server, body)`` may add commands."""
+    ``self.commands`` (id > after). ``on_batch(server, body)`` may add commands.
+    ``gate``: when given, each telemetry POST sets ``held`` and waits (up to 60 s) until the
+    test sets the gate, so a test can hold the network open while it checks the client."""
 
-    def __init__(self, port: int, token: str = "T", on_batch=None) -> None:
+    def __init__(self, port: int, token: str = "T", on_batch=None, gate: threading.Event | None = None) -> None:
         self.token = token
+        self.gate = gate
+        self.held = threading.Event()
         self.batches: list[dict] = []
         self.commands: list[dict] = []
         self.unauthorised = 0
@@ -47,6 +51,9 @@ class FakeDispatch:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if urlparse(self.path).path != "/api/v1/telemetry":
                     return self._json(404, {})
+                if outer.gate is not None:
+                    outer.held.set()
+                    outer.gate.wait(60.0)
                 outer.batches.append(body)
                 if outer.on_batch:
                     outer.on_batch(outer, body)
