@@ -269,7 +269,9 @@ def test_intranet_tile_server_and_bd09_display(browser, make_server, points, art
 
 def test_worker_page_on_a_slow_flaky_connection(browser, make_server, points) -> None:
     """Slow 3G-like link (400 ms RTT, 50 kB/s): the phone page stays small and loads, and a
-    failed ticket fetch is retried."""
+    failed ticket fetch is retried. On such a link the load time is set by the bytes moved
+    and the round trips made, so those are what is asserted (not a stopwatch, which a loaded
+    CI machine stretches): bench/bench_pages.py reports the load time on this link."""
     srv = make_server(extra_tokens=WORKER)
     t = srv.ingest("straw_burning", *points[G1], "slow-1")
     guard = Guard()
@@ -287,20 +289,23 @@ def test_worker_page_on_a_slow_flaky_connection(browser, make_server, points) ->
 
     page.route("**/api/v1/tickets?*", flaky)
     sizes: list[int] = []
+    requests: list[str] = []
     page.on("response", lambda r: sizes.append(len(r.body())) if r.request.resource_type != "eventsource" else None)
+    page.on("request", lambda r: requests.append(r.url) if r.resource_type != "eventsource" else None)
     cdp = context.new_cdp_session(page)
     cdp.send("Network.enable")
     cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 400,
                                                    "downloadThroughput": 50_000, "uploadThroughput": 20_000})
     try:
-        start = time.monotonic()
         page.goto(f"{srv.url}/worker?token=tok-worker")
-        page.wait_for_selector(f".tcard[data-id='{t['ticket_id']}']", timeout=30000)
-        took = time.monotonic() - start
+        page.wait_for_selector(f".tcard[data-id='{t['ticket_id']}']", timeout=120_000)  # hang guard only
         assert failed["n"] == 2  # the page retried past two network failures
         # 64 kB: the session/CSRF/stream-ticket and safe-DOM code in common.js (issue 13) took ~3.5 kB
         assert sum(sizes) < 64_000, f"worker page moved {sum(sizes)} bytes"
-        assert took < 20, took
+        # 11 requests for the page and its data plus the 2 failed ticket fetches and the stream ticket
+        # (14 on 2026-12-06); at 400 ms RTT and 50 kB/s even 16 round trips one after another and
+        # 64 kB take under 8 s, inside the 20 s target
+        assert len(requests) <= 16, requests
         assert guard.outside == []
     finally:
         context.close()
