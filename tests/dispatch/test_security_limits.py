@@ -130,11 +130,14 @@ def _new_token(env) -> tuple[str, int]:
 
 
 RECHECK_S = 0.2
+REVOKE_BOUND_S = 10.0  # wall s from revocation to the stream's end: < the 15 s keep-alive the old path waited for
 
 
 def test_revoking_a_token_closes_its_idle_websocket_and_sse_within_a_bound(tmp_path, template_db):
     """An idle stream used to notice only at its next keep-alive (15 s) plus the recheck
-    (10 s); now every hub tick re-checks: closed within recheck + tick (0.4 s here)."""
+    (10 s); now every hub tick re-checks: closed within recheck + tick (0.4 s here). The
+    asserted bound, 10 s, is under the old path's 15 s minimum, so it tells the two apart
+    without assuming an unloaded machine (typical here: well under 1 s)."""
     env = make_env(tmp_path, template_db, live_auth_recheck_s=RECHECK_S)
     try:
         with TestClient(env.app) as c:
@@ -147,7 +150,7 @@ def test_revoking_a_token_closes_its_idle_websocket_and_sse_within_a_bound(tmp_p
                 msg = ws.receive()
                 closed = time.monotonic()
             assert msg["type"] == "websocket.close" and msg["code"] == 4401, msg
-            assert closed - at[0] < 2.0, closed - at[0]
+            assert closed - at[0] < REVOKE_BOUND_S, closed - at[0]
 
             token, tid = _new_token(env)
             at = []
@@ -157,7 +160,7 @@ def test_revoking_a_token_closes_its_idle_websocket_and_sse_within_a_bound(tmp_p
             ended = time.monotonic()
             th.join()
             assert r.status_code == 200 and "event: hello" in r.text and "event: revoked" in r.text
-            assert ended - at[0] < 2.0 and ended - t0 < 5.0, (ended - at[0], ended - t0)
+            assert ended - at[0] < REVOKE_BOUND_S and ended - t0 < 0.5 + REVOKE_BOUND_S, (ended - at[0], ended - t0)
     finally:
         env.app.state.engine.dispose()
 
