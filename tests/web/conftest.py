@@ -87,7 +87,7 @@ def start_server(db: Path, tmp: Path, extra_tokens: dict | None = None, **overri
                                        **SERVER_OPTIONS))
     th = threading.Thread(target=uv.run, daemon=True, name=f"uvicorn-{port}")
     th.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # hang guard
     while not uv.started:
         assert th.is_alive() and time.monotonic() < deadline, "dispatch app did not start"
         time.sleep(0.02)

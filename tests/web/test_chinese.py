@@ -74,11 +74,11 @@ def test_flight_replay_shows_no_english_on_operator_page_and_room(browser, make_
             want = {"MISSION": "航线任务", "HOLD": "悬停", "RETURN_TO_LAUNCH": "返航", "LAND": "降落"}[FLIGHT[step][0]]
             op.wait_for_function(f"document.querySelector('#drone-d0 .mode') && "
                                  f"document.querySelector('#drone-d0 .mode').textContent.startsWith('{want}')",
-                                 timeout=5000)
+                                 timeout=30000)
             seen_modes.add(want)
             if FLIGHT[step][1] in EXPECTED:
                 zh = EXPECTED[FLIGHT[step][1]]
-                op.locator("#drone-d0 .events", has_text=zh).wait_for(timeout=5000)
+                op.locator("#drone-d0 .events", has_text=zh).wait_for(timeout=30000)
                 shown.append(FLIGHT[step][1])
             for name, page in (("operator", op), ("room", room)):
                 text = page.evaluate("document.body.innerText")
@@ -89,7 +89,7 @@ def test_flight_replay_shows_no_english_on_operator_page_and_room(browser, make_
                 op.screenshot(path=str(artifacts_dir / "operator_replay_zh.png"))
         assert seen_modes == {"航线任务", "悬停", "返航", "降落"}
         assert set(shown) == set(EXPECTED), shown  # every event read as its Chinese line with its figures
-        room.wait_for_function("window.SGROOM.drones.has('d0')", timeout=5000)
+        room.wait_for_function("window.SGROOM.drones.has('d0')", timeout=30000)
         room.screenshot(path=str(artifacts_dir / "room_replay_zh_1366x768.png"))
         # an error answer from the API reads Chinese on the page (409: a command the state refuses)
         msg = op.evaluate("SGZ.errorText({detail: 'illegal transition', code: 'illegal_transition'}, 409)")

@@ -15,6 +15,7 @@ import websockets
 from geo.plan_schema import Home, Plan, PlannedGrid, Sortie, Waypoint
 
 G1, G2, G3 = "330603-YXQ-001", "330603-YXQ-002", "330603-YXQ-003"
+HANG_GUARD_S = 30.0  # wall seconds a positive wait may take before the test calls it hung
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -22,7 +23,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def _collect(ws: Any, want: int, timeout: float = 5.0, topic: str = "ticket.") -> list[dict]:
+async def _collect(ws: Any, want: int, timeout: float = HANG_GUARD_S, topic: str = "ticket.") -> list[dict]:
     """Messages whose topic starts with ``topic`` until ``want`` arrived or ``timeout`` s passed."""
     out: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -39,8 +40,21 @@ async def _collect(ws: Any, want: int, timeout: float = 5.0, topic: str = "ticke
     return out
 
 
+async def _collect_until(ws: Any, ticket_id: int, timeout: float = HANG_GUARD_S) -> list[dict]:
+    """Ticket messages until the one for ``ticket_id`` arrived (``timeout``: a hang guard)."""
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not out or out[-1]["data"].get("id") != ticket_id:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no alert for ticket {ticket_id} within {timeout} s; got {out}"
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=left))
+        if msg["topic"].startswith("ticket."):
+            out.append(msg)
+    return out
+
+
 async def _hello(ws: Any) -> dict:
-    msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+    msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=HANG_GUARD_S))
     assert msg["topic"] == "hello"
     return msg
 
@@ -82,9 +96,12 @@ def test_ws_filters_by_class_grid_priority_and_scope(make_server, points) -> Non
             b = await asyncio.to_thread(srv.ingest, "hazmat_fire", *points[G2], "f-2")
             c = await asyncio.to_thread(srv.ingest, "hazmat_fire", *points[G1], "f-3")
             d = await asyncio.to_thread(srv.ingest, "illegal_dumping", *points[G3], "f-4")
-            got_cls = await _collect(ws_cls, 2, timeout=1.5)
-            got_pri = await _collect(ws_pri, 4, timeout=1.5)
-            got_worker = await _collect(ws_worker, 3, timeout=1.5)
+            # each stream delivers in commit order: once c (the last ticket all three may see)
+            # arrived, everything before it has too; only the tier stream expects nothing
+            last = c["ticket_id"]
+            got_cls = await _collect_until(ws_cls, last)
+            got_pri = await _collect_until(ws_pri, last)
+            got_worker = await _collect_until(ws_worker, last)
             got_tier = await _collect(ws_tier, 1, timeout=0.5)
         assert [m["data"]["id"] for m in got_cls] == [c["ticket_id"]]
         prio = {m["data"]["id"]: m["priority"] for m in got_pri}
@@ -154,7 +171,7 @@ def test_ws_resume_after_reconnect_replays_missed_events(server, points) -> None
     asyncio.run(run())
 
 
-def _sse_events(url: str, headers: dict, want: int, timeout: float = 5.0) -> list[tuple[str | None, dict]]:
+def _sse_events(url: str, headers: dict, want: int, timeout: float = HANG_GUARD_S) -> list[tuple[str | None, dict]]:
     """(id, data) of SSE ``message`` events until ``want`` arrived."""
     out: list[tuple[str | None, dict]] = []
     cur_id, cur_event, data = None, None, None
@@ -188,7 +205,7 @@ def test_sse_last_event_id_resumes(server, points) -> None:
     assert [d["data"]["id"] for _, d in resumed] == [b["ticket_id"]]
     assert resumed[0][0] == all_events[1][0]
     hub = server.app.state.live_hub
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + HANG_GUARD_S
     while hub.subscribers and time.monotonic() < deadline:  # closed streams unsubscribe
         time.sleep(0.05)
     assert not hub.subscribers
@@ -204,19 +221,19 @@ def test_two_app_instances_on_one_sqlite_file_see_each_others_events(make_server
             await _hello(on_b)
             await _hello(on_a)
             t = await asyncio.to_thread(a.ingest, "hazmat_fire", *points[G1], "x-1")
-            got_b = await _collect(on_b, 1, timeout=3)
-            got_a = await _collect(on_a, 1, timeout=3)
+            got_b = await _collect(on_b, 1, timeout=HANG_GUARD_S)
+            got_a = await _collect(on_a, 1, timeout=HANG_GUARD_S)
             assert [m["data"]["id"] for m in got_b] == [t["ticket_id"]] == [m["data"]["id"] for m in got_a]
             assert got_a[0]["id"] == got_b[0]["id"]
             # a transition on B reaches A; telemetry posted to B reaches A's stream and board
             await asyncio.to_thread(b.act, t["ticket_id"], "sign")
-            upd = await _collect(on_a, 1, timeout=3)
+            upd = await _collect(on_a, 1, timeout=HANG_GUARD_S)
             assert upd[0]["data"]["status"] == "analyzing"
             r = await asyncio.to_thread(httpx.post, f"{b.url}/api/v1/telemetry",
                                         json={"records": [_telemetry("d7", *points[G2])], "events": []},
                                         headers=b.h())
             assert r.status_code == 202
-            tel = await _collect(on_a, 1, timeout=3, topic="drone.telemetry")
+            tel = await _collect(on_a, 1, timeout=HANG_GUARD_S, topic="drone.telemetry")
             assert tel[0]["data"]["drone_id"] == "d7"
 
     asyncio.run(run())
@@ -291,9 +308,9 @@ def test_ws_batch_mode_sends_json_arrays(server, points) -> None:
             ids = [(await asyncio.to_thread(server.ingest, cls, *points[g], f"b-{g}"))["ticket_id"]
                    for cls, g in (("straw_burning", G1), ("illegal_dumping", G2))]
             got: list[dict] = []
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + HANG_GUARD_S
             while len(got) < 2 and time.monotonic() < deadline:
-                frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=HANG_GUARD_S))
                 if isinstance(frame, list):
                     got += frame
         assert [e["data"]["id"] for e in got] == ids

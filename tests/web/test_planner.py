@@ -36,12 +36,12 @@ def test_plan_on_the_map_preview_save_and_download_all_formats(browser, make_ser
         kml.write_text(KML, encoding="utf-8")
         page.select_option("#grid-crs", "wgs84")
         page.set_input_files("#grid-file", str(kml))
-        page.wait_for_function("window.SGPLAN.grids.has('UP-1')", timeout=15000)
+        page.wait_for_function("window.SGPLAN.grids.has('UP-1')", timeout=30000)
         assert "Point" in page.inner_text("#warnings")
 
         # pick two of the server's grids instead
         page.click("#load-server")
-        page.wait_for_function("window.SGPLAN.grids.size > 5", timeout=15000)
+        page.wait_for_function("window.SGPLAN.grids.size > 5", timeout=30000)
         page.click("#select-none")
         for gid in ("330603-YXQ-003", "330603-YXQ-004"):
             page.check(f"#grid-list input[data-grid='{gid}']")
@@ -57,7 +57,7 @@ def test_plan_on_the_map_preview_save_and_download_all_formats(browser, make_ser
         for dx, dy in ((60, -200), (110, -200), (110, -160), (60, -160)):
             page.mouse.click(cx + dx, cy + dy)
         page.click("#finish-nofly")
-        page.wait_for_function("window.SGPLAN.zones.length === 1", timeout=15000)
+        page.wait_for_function("window.SGPLAN.zones.length === 1", timeout=30000)
 
         page.select_option("#camera", "m3e")
         page.fill("#alt-value", "80")
@@ -76,7 +76,7 @@ def test_plan_on_the_map_preview_save_and_download_all_formats(browser, make_ser
 
         # save: the command room's plan is this one
         page.click("#save")
-        page.wait_for_selector("body[data-saved='1']", timeout=15000)
+        page.wait_for_selector("body[data-saved='1']", timeout=30000)
         got = httpx.get(f"{srv.url}/api/v1/plan", headers=srv.h("tok-viewer"), timeout=10).json()
         assert [s["id"] for s in got["sorties"]] == [s.id for s in plan.sorties]
 
@@ -115,7 +115,7 @@ def test_planner_reports_a_file_without_crs_in_chinese(browser, make_server, tmp
                       "geometry": {"type": "Polygon", "coordinates": [[[120.3, 30.0], [120.31, 30.0], [120.31, 30.01], [120.3, 30.0]]]}}]}),
                       encoding="utf-8")
         page.set_input_files("#grid-file", str(gj))  # "按文件声明" and the file declares nothing
-        page.wait_for_function("document.getElementById('toast').textContent.includes('导入失败')", timeout=15000)
+        page.wait_for_function("document.getElementById('toast').textContent.includes('导入失败')", timeout=30000)
         toast = page.inner_text("#toast")
         assert "坐标系" in toast and "GCJ-02" in toast, toast  # what to choose, in Chinese (issue 15 item 6)
         assert _leftover_english(toast, ("g.geojson",)) == [], toast

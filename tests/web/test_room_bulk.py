@@ -50,7 +50,7 @@ def test_bulk_select_print_and_export(browser, make_server, points, artifacts_di
     guard = Guard()
     ctx, page = _page(browser, f"{srv.url}/?token=tok-dispatcher", guard, VIEW)
     try:
-        page.wait_for_selector(f"#tickets li[data-id='{c}']", timeout=8000)
+        page.wait_for_selector(f"#tickets li[data-id='{c}']", timeout=30000)
         assert page.is_disabled("#bulk-print") and page.is_disabled("#bulk-csv")
         page.check(f"#tickets input.pick[data-pick='{a}']")
         page.check(f"#tickets input.pick[data-pick='{b}']")
@@ -63,7 +63,7 @@ def test_bulk_select_print_and_export(browser, make_server, points, artifacts_di
         page.screenshot(path=str(artifacts_dir / "room_bulk_selection_1366x768.png"))
         # the selection survives a live update of the list
         srv.act(c, "sign")
-        page.wait_for_function(f"SGROOM.tickets.get({c}).status === 'analyzing'", timeout=5000)
+        page.wait_for_function(f"SGROOM.tickets.get({c}).status === 'analyzing'", timeout=30000)
         assert page.is_checked(f"#tickets input.pick[data-pick='{a}']") and page.inner_text("#bulk-count") == "已选 2 件"
         # export just the selection
         with page.expect_download() as dl:
@@ -80,7 +80,7 @@ def test_bulk_select_print_and_export(browser, make_server, points, artifacts_di
         with ctx.expect_page() as popup:
             page.click("#bulk-print")
         sheets = popup.value
-        sheets.wait_for_selector("body[data-ready='1']", timeout=10000)
+        sheets.wait_for_selector("body[data-ready='1']", timeout=30000)
         assert sorted(int(x) for x in sheets.eval_on_selector_all(".sheet", "els => els.map(e => e.dataset.id)")) == \
             sorted([a, b])
         assert sheets.locator(".sheet img.evidence").count() == 2

@@ -67,11 +67,14 @@ def test_hostile_plan_in_the_store_runs_nothing_in_the_pages(browser, server, po
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
         page.goto(f"{server.url}{path}?token={token}")
-        page.wait_for_selector("body[data-ready='1']", timeout=15000)
-        time.sleep(0.5)
+        page.wait_for_selector("body[data-ready='1']", timeout=30000)
+        # wait for the hostile names to be drawn (a locator wait: the real CSP forbids
+        # wait_for_function's eval), not a fixed sleep that a loaded machine can outlast
         if path == "/operator":
+            page.locator("#sorties", has_text=XSS).wait_for(timeout=30000)
             assert XSS in page.locator("#sorties").inner_text()  # shown as text
         else:
+            page.locator(".leaflet-interactive").first.wait_for(timeout=30000)
             for el in page.locator(".leaflet-interactive").all()[:30]:  # hover routes and grids: tooltips
                 try:
                     el.hover(timeout=500, force=True)
@@ -121,13 +124,15 @@ def test_login_link_sets_the_cookie_once_and_lands_on_a_clean_url(browser, serve
     ctx = browser.new_context()
     page = ctx.new_page()
     page.goto(f"{server.url}/login?code={code}&next=/operator")
-    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    page.wait_for_selector("body[data-ready='1']", timeout=30000)
     assert page.url == f"{server.url}/operator"
     ws_urls: list[str] = []
     page.on("websocket", lambda ws: ws_urls.append(ws.url))
     page.reload()
-    page.wait_for_selector("body[data-ready='1']", timeout=15000)
-    time.sleep(0.5)
+    page.wait_for_selector("body[data-ready='1']", timeout=30000)
+    deadline = time.monotonic() + 30  # hang guard: the stream opens after the page is ready
+    while not ws_urls and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
     assert ws_urls and all("ticket=sgc_" in u and "tok-" not in u for u in ws_urls)
     cookie = next(c for c in ctx.cookies() if c["name"] == "skygrid_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["value"].startswith("tok-")
@@ -136,6 +141,6 @@ def test_login_link_sets_the_cookie_once_and_lands_on_a_clean_url(browser, serve
     ctx2 = browser.new_context()
     page2 = ctx2.new_page()
     page2.goto(f"{server.url}/login?code={code}&next=/operator")
-    page2.wait_for_selector("#sg-login", state="visible", timeout=15000)
+    page2.wait_for_selector("#sg-login", state="visible", timeout=30000)
     assert not [c for c in ctx2.cookies() if c["name"] == "skygrid_session"]
     ctx2.close()
