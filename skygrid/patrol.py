@@ -58,7 +58,7 @@ class PatrolConfig:
     grid_ids: list[str] | None = None  # override the scenario's grid subset
     seed: int | None = None  # replant the scenario's objects and reseed its world (simulators.scenario.reseed)
     timeout_s: float = 1800.0  # wall-clock cap on the flight phase
-    settle_s: float = 3.0  # wait for the last alerts after landing
+    settle_s: float = 60.0  # at most this many wall s for the last alerts after landing (returns once all arrived)
 
 
 @dataclass
@@ -534,7 +534,7 @@ class PatrolRun:
                 self._on_incident(incident, time.time())
             if hasattr(self.reporter, "flush"):
                 await asyncio.to_thread(self.reporter.flush)
-            await asyncio.sleep(self.cfg.settle_s)
+            await self._await_alerts(watcher)
             if hasattr(reporter, "aclose"):
                 await reporter.aclose()
             summary = self.summarise(watcher, sim_s=sim, wall_s=wall, fleet_result=fleet_result)
@@ -545,6 +545,17 @@ class PatrolRun:
             if watcher:
                 await watcher.stop()
             self.stop_parts(keep_server=keep_server and self.state.phase == "done")
+
+    async def _await_alerts(self, watcher: AlertWatcher, poll_s: float = 0.1) -> None:
+        """Wait until every reported incident's ticket alert has arrived on the live socket, or
+        ``settle_s`` wall seconds passed (a guard for an alert that never comes: the summary's
+        ``incidents_alerted`` then falls short of ``incidents_reported``). Event-driven, so a
+        slow machine waits longer instead of scoring alerts as missing."""
+        deadline = time.monotonic() + self.cfg.settle_s
+        while time.monotonic() < deadline:
+            if all(alert_arrivals(incident, watcher.created) for _, incident in list(self.incident_frames.values())):
+                return
+            await asyncio.sleep(poll_s)
 
     async def _pace(self, every_s: float = 0.2) -> None:
         """Slow the simulated clock while vision lags, so a busy CPU costs wall time, not frames.
@@ -649,9 +660,7 @@ def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: li
     coverage = sum(r * a for r, a in zip(ratios, areas, strict=True)) / total_area if total_area else 0.0
     latencies = []
     for _ext_id, (frame_wall, incident) in incident_frames.items():
-        arrivals = [tw for tw, data in alerts.values()
-                    if data.get("class_name") == incident.class_name
-                    and _dist_m((data.get("lat", 0), data.get("lon", 0)), (incident.lat, incident.lon)) < 50]
+        arrivals = alert_arrivals(incident, alerts)
         if arrivals:
             latencies.append(max(0.0, min(arrivals) - frame_wall))
     latencies.sort()
@@ -668,6 +677,8 @@ def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: li
         "false_tickets": false_tickets,
         "max_position_error_m": round(max(errors), 2) if errors else None,
         "frame_to_alert_p95_s": round(p95, 3) if p95 is not None else None,
+        "incidents_reported": len(incident_frames),  # incidents vision posted to dispatch
+        "incidents_alerted": len(latencies),  # of which a ticket alert arrived on the live socket
         "speedup": round(sim_s / wall_s, 2) if wall_s > 0 else None,
         "sim_time_s": round(sim_s, 1),
         "wall_time_s": round(wall_s, 1),
@@ -680,6 +691,14 @@ def score_patrol(*, scenario: Scenario, plan: Any, grids: list[Any], tickets: li
         "drones": plan.drones,
         "tickets_detail": per_ticket,
     }
+
+
+def alert_arrivals(incident: Any, alerts: dict[Any, tuple[float, dict]], radius_m: float = 50.0) -> list[float]:
+    """Arrival wall times (UNIX s) of the live ticket alerts for ``incident``: same class,
+    within ``radius_m`` metres of its first reported position."""
+    return [tw for tw, data in list(alerts.values())
+            if data.get("class_name") == incident.class_name
+            and _dist_m((data.get("lat", 0), data.get("lon", 0)), (incident.lat, incident.lon)) < radius_m]
 
 
 def _coverage(grids: list[Any], footprints: list[Any], plan: Any) -> tuple[int, list[float], list[float]]:

@@ -66,6 +66,9 @@ def test_frame_to_alert_latency_matches_alerts_to_incidents():
     sc, plan, grids = _setup()
     inc = SimpleNamespace(class_name="hazmat_fire", lat=LAT + D / 2, lon=LON + D / 2)
     alerts = {7: (105.5, {"class_name": "hazmat_fire", "lat": inc.lat, "lon": inc.lon})}
+    far = SimpleNamespace(class_name="hazmat_fire", lat=LAT + D / 2 + 0.001, lon=LON + D / 2)  # ~111 m away
     s = score_patrol(scenario=sc, plan=plan, grids=grids, tickets=[], footprints=[],
-                     incident_frames={"i1": (105.0, inc)}, alerts=alerts, sim_s=1, wall_s=1, state=PatrolState())
+                     incident_frames={"i1": (105.0, inc), "i2": (106.0, far)}, alerts=alerts, sim_s=1, wall_s=1,
+                     state=PatrolState())
     assert s["frame_to_alert_p95_s"] == pytest.approx(0.5)
+    assert s["incidents_reported"] == 2 and s["incidents_alerted"] == 1  # no alert within 50 m of the second
