@@ -65,8 +65,9 @@ PX4_HOME = (30.0870, 120.4950, 12.0)  # lat, lon, alt AMSL of the SITL home used
 
 @pytest.fixture
 def px4():
-    """PX4 SITL (SIH) from ``PX4_DIR``, started headless; skipped with the reason when unset
-    (failed instead when SKYGRID_REQUIRE_PX4=1)."""
+    """PX4 SITL (SIH) from ``PX4_DIR`` (source tree or build directory), instance ``PX4_INSTANCE``
+    (default 0; its ports are 14540+i / 14580+i / 18570+i), started headless; skipped with the
+    reason when unset (failed instead when SKYGRID_REQUIRE_PX4=1)."""
     from simulators.px4 import Px4NotAvailable, Px4Sitl, px4_dir_from_env
 
     try:
@@ -75,7 +76,7 @@ def px4():
         if os.environ.get("SKYGRID_REQUIRE_PX4") == "1":
             pytest.fail(f"{e} (required: SKYGRID_REQUIRE_PX4=1)")
         pytest.skip(str(e))
-    sitl = Px4Sitl.from_env(instance=0, home_lat=PX4_HOME[0], home_lon=PX4_HOME[1], home_alt=PX4_HOME[2],
+    sitl = Px4Sitl.from_env(home_lat=PX4_HOME[0], home_lon=PX4_HOME[1], home_alt=PX4_HOME[2],
                             speed_factor=float(os.environ.get("PX4_SIM_SPEED_FACTOR", "10")))
     sitl.start()
     yield sitl

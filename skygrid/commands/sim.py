@@ -15,8 +15,9 @@ With --qgc each vehicle also sends to QGroundControl's UDP port 14550.
 A live table shows each vehicle's mode, position, altitude, battery and mission item.
 Ctrl-C (or --duration) stops them cleanly.
 
-`skygrid sim px4` does the same with real PX4 SITL (SIH) from a build directory
-(--px4-dir or PX4_DIR), when one exists.
+`skygrid sim px4` does the same with real PX4 SITL (SIH) when one is built: --px4-dir or
+PX4_DIR names the PX4-Autopilot source tree or its build/px4_sitl_default directory (either
+works); --instance or PX4_INSTANCE picks the first instance (ports 14540+i, 14580+i, 18570+i).
 
 Examples:
   skygrid sim vehicle --count 2 --speed 10
@@ -71,7 +72,12 @@ def add_parser(subparsers, help_text: str) -> argparse.ArgumentParser:
             v.add_argument("--datalink-loss-rtl", type=_positive, default=None, metavar="S",
                            help="return to launch after S sim seconds without a ground station (default off)")
         else:
-            v.add_argument("--px4-dir", default=None, help="PX4 build directory (default: $PX4_DIR)")
+            v.add_argument("--px4-dir", default=None,
+                           help="PX4_DIR: the PX4-Autopilot source tree (its build/px4_sitl_default is used) or that "
+                                "build/px4_sitl_default directory itself (default: $PX4_DIR)")
+            v.add_argument("--instance", type=int, default=None, metavar="I",
+                           help="first PX4 instance number (default: $PX4_INSTANCE or 0); instance i sends to UDP "
+                                "14540+i, listens on 14580+i, ground-station link on 18570+i")
         v.set_defaults(func=run)
     return p
 
@@ -162,7 +168,7 @@ def _run_px4(args: argparse.Namespace, console) -> int:
     import time
     from pathlib import Path
 
-    from simulators.px4 import Px4NotAvailable, Px4Sitl, px4_dir_from_env
+    from simulators.px4 import Px4NotAvailable, Px4Sitl, px4_dir_from_env, px4_instance_from_env, px4_ports
 
     if args.px4_dir:
         os.environ["PX4_DIR"] = args.px4_dir
@@ -171,9 +177,15 @@ def _run_px4(args: argparse.Namespace, console) -> int:
     except Px4NotAvailable as e:
         console.print(f"[red]{e}[/]")
         return 1
+    try:
+        first = px4_instance_from_env() if args.instance is None else args.instance
+        px4_ports(first)
+    except ValueError as e:
+        console.print(f"[red]错误：{e}[/]")
+        return 2
     lat, lon, alt = args.home
-    sitls = [Px4Sitl(Path(build), instance=i, home_lat=lat, home_lon=lon, home_alt=alt, speed_factor=args.speed)
-             for i in range(args.count)]
+    sitls = [Px4Sitl(Path(build), instance=first + i, home_lat=lat, home_lon=lon, home_alt=alt,
+                     speed_factor=args.speed) for i in range(args.count)]
     started = []
     try:
         for s in sitls:

@@ -1,4 +1,5 @@
-"""The PX4 SITL launcher's process handling, against a stand-in ``bin/px4`` script."""
+"""The PX4 SITL launcher without PX4: process handling against a stand-in ``bin/px4`` script,
+``PX4_DIR`` resolution (source tree or build directory), ``PX4_INSTANCE`` and port derivation."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from simulators.px4 import Px4Sitl
+from simulators.px4 import (
+    Px4NotAvailable,
+    Px4Sitl,
+    px4_dir_from_env,
+    px4_instance_from_env,
+    px4_ports,
+    resolve_px4_build,
+    status_text_is,
+)
 
 FAKE_PX4 = """#!/bin/sh
 # records its arguments and environment like PX4 would read them, then idles until SIGINT
@@ -20,11 +29,21 @@ while true; do sleep 0.05; done
 
 
 def fake_build(tmp_path: Path, ready: str = "Ready for takeoff!") -> Path:
-    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin").mkdir(parents=True)
     (tmp_path / "etc").mkdir()
     px4 = tmp_path / "bin" / "px4"
     px4.write_text(FAKE_PX4.format(ready=ready))
     px4.chmod(px4.stat().st_mode | stat.S_IEXEC)
+    return tmp_path
+
+
+def fake_source_tree(tmp_path: Path, built: bool = True) -> Path:
+    """A PX4-Autopilot checkout as far as the launcher looks: Tools/, boards/ and, when
+    ``built``, build/px4_sitl_default with bin/px4 and etc/."""
+    (tmp_path / "Tools").mkdir(parents=True)
+    (tmp_path / "boards").mkdir()
+    if built:
+        fake_build(tmp_path / "build" / "px4_sitl_default")
     return tmp_path
 
 
@@ -50,3 +69,76 @@ def test_not_ready_in_time_raises_with_log_tail(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"(?s)not ready after 1.0 s.*still booting"):
         sitl.start()
     assert sitl.stop() is None  # already stopped by start()
+
+
+def test_px4_dir_may_be_the_build_directory_or_the_source_tree(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    src = fake_source_tree(tmp_path / "PX4-Autopilot")
+    build = src / "build" / "px4_sitl_default"
+    assert resolve_px4_build(build) == build
+    assert resolve_px4_build(src) == build
+    monkeypatch.setenv("PX4_DIR", str(src))
+    assert px4_dir_from_env() == build
+    sitl = Px4Sitl.from_env(instance=1)
+    assert sitl.px4_dir == build and sitl.workdir == build / "rootfs" / "1"
+    assert sitl.command()[0] == str(build / "bin" / "px4")
+    assert Px4Sitl(src).px4_dir == build  # given directly, the source tree resolves the same way
+
+
+def test_px4_dir_errors_name_the_path_and_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unbuilt = fake_source_tree(tmp_path / "src", built=False)
+    with pytest.raises(Px4NotAvailable, match=r"PX4_DIR=.*src: no bin/px4 there nor in build/px4_sitl_default.*"
+                                              r"make px4_sitl_default"):
+        resolve_px4_build(unbuilt)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(Px4NotAvailable, match=r"other: no bin/px4.*source tree .* or that build"):
+        resolve_px4_build(tmp_path / "other")
+    with pytest.raises(Px4NotAvailable, match=r"missing: no such directory"):
+        resolve_px4_build(tmp_path / "missing")
+    no_etc = fake_build(tmp_path / "b")
+    (no_etc / "etc").rmdir()
+    with pytest.raises(Px4NotAvailable, match=r"no etc/ directory"):
+        resolve_px4_build(no_etc)
+    monkeypatch.delenv("PX4_DIR", raising=False)
+    with pytest.raises(Px4NotAvailable, match=r"PX4_DIR is not set.*source tree"):
+        px4_dir_from_env()
+
+
+@pytest.mark.parametrize("instance", [0, 1, 7])
+def test_ports_are_derived_from_the_instance(instance: int) -> None:
+    ports = px4_ports(instance)
+    assert (ports.api_remote, ports.api_local, ports.gcs_local) == (14540 + instance, 14580 + instance,
+                                                                    18570 + instance)
+    sitl = Px4Sitl(Path("/nonexistent"), instance=instance)
+    assert sitl.ports == ports
+    assert sitl.connection_url == f"udpin://0.0.0.0:{14540 + instance}"
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_bad_instance_numbers_are_refused(bad) -> None:
+    with pytest.raises(ValueError, match="instance must be an integer >= 0"):
+        px4_ports(bad)
+    with pytest.raises(ValueError, match="instance"):
+        Px4Sitl(Path("/nonexistent"), instance=bad)
+
+
+def test_px4_instance_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PX4_INSTANCE", raising=False)
+    assert px4_instance_from_env() == 0 and px4_instance_from_env(default=3) == 3
+    monkeypatch.setenv("PX4_INSTANCE", " 4 ")
+    assert px4_instance_from_env() == 4
+    monkeypatch.setenv("PX4_DIR", str(fake_build(tmp_path)))
+    sitl = Px4Sitl.from_env()
+    assert sitl.instance == 4 and sitl.ports.api_remote == 14544 and sitl.workdir == tmp_path / "rootfs" / "4"
+    assert Px4Sitl.from_env(instance=2).instance == 2  # an explicit instance wins over the environment
+    for bad, why in (("two", "not an integer"), ("-3", "must be >= 0")):
+        monkeypatch.setenv("PX4_INSTANCE", bad)
+        with pytest.raises(ValueError, match=f"PX4_INSTANCE='{bad}': {why}"):
+            px4_instance_from_env()
+
+
+@pytest.mark.parametrize("text", ["Landing detected\t", "landing detected", " Landing detected \n"])
+def test_status_texts_compare_loosely(text: str) -> None:
+    assert status_text_is(text, "Landing detected")
+    assert not status_text_is(text, "Landing")
+    assert status_text_is("Executing Mission\t", "executing mission")
