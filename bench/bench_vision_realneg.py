@@ -215,19 +215,9 @@ the whole stage (JPEG decode, detect, geolocate, track k=3 of n=5), the same fra
 """
 
 
-def write_section(section: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    """Replace this bench's section of docs/benchmarks.md (or append it); other sections untouched."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
-    path.write_text(text, encoding="utf-8")
-
-
 if __name__ == "__main__":
     out = run()
     print(out)
-    write_section(out)
+    from bench.sections import write_section
+
+    write_section(out, heading=SECTION)

@@ -259,20 +259,6 @@ def render(results: list[RunResult], sha: str, ref: str, hog: str, started: dt.d
     )
 
 
-def update_docs(section: str, path: Path | None = None) -> None:
-    """Replace (or append) this script's own section of docs/benchmarks.md, leaving the rest."""
-    path = DOCS if path is None else path
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        rest = text[nxt + 1:] if nxt >= 0 else ""
-        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.ci_soak",
@@ -349,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out.print("e2e per-grid coverage: no lines recorded (did the e2e tests run?)")
     if not args.no_docs:
-        update_docs(render(results, sha, args.ref, hog_desc, started))
+        from bench.sections import write_section
+
+        write_section(render(results, sha, args.ref, hog_desc, started), DOCS, heading=SECTION)
         out.print(f"updated {DOCS}", markup=False, highlight=False)
     return 0 if passes == n else 1
 
