@@ -36,6 +36,7 @@ def test_reseed_moves_every_object_within_its_grid_and_is_deterministic():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(960)  # the subprocess has 900 s; pytest's global 600 s would cut it first
 def test_demo_headless_unseen_seed_passes_the_ci_checks(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
