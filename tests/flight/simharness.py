@@ -87,11 +87,15 @@ def visits(track, lat: float, lon: float, alt: float, near_m: float = 6.0, leave
 
     ``modes`` (e.g. ``{"MISSION"}``) counts only samples flown in those flight modes: a
     vehicle switching to RTL a few metres short of a waypoint brakes and climbs *through*
-    it (10 m/s needs ~10-15 m to stop), which is not the mission flying that waypoint."""
+    it (10 m/s needs ~10-15 m to stop), which is not the mission flying that waypoint. The
+    last sample before a switch out of ``modes`` is not counted either: the failsafe that
+    switched ran before the autopilot's waypoint check of that step."""
     n, inside = 0, False
-    for _t, la, lo, ra, in_air, mode in track:
+    for k, (_t, la, lo, ra, in_air, mode) in enumerate(track):
         if not in_air or (modes is not None and mode not in modes):
             continue
+        if modes is not None and (k + 1 == len(track) or track[k + 1][5] not in modes):
+            continue  # the mode changed in the next step, before the autopilot judged this sample
         d = dist_m(la, lo, lat, lon) if abs(ra - alt) < 5.0 else 1e9
         if not inside and d <= near_m:
             n += 1
