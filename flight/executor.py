@@ -13,6 +13,7 @@ under it is covered, and no waypoint after the resume point is flown twice.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
@@ -25,6 +26,7 @@ from flight.link import LinkError, VehicleLink, VehicleState, verify_download
 from flight.mission import (
     CameraMode,
     MissionSpec,
+    MissionStep,
     build_mission,
     follow_up_sortie,
     inside_patrol_area,
@@ -87,6 +89,13 @@ class FlightConfig:
     sortie_timeout_s: float | None = None
     #: disarm ourselves if the vehicle sits landed but armed this long
     landed_disarm_s: float = 15.0
+    #: deadline (s, wall) for the vehicle to be in MISSION mode, armed and flying (or
+    #: progressing) after a mission start; PX4 accepts the mode change and then refuses it
+    start_confirm_s: float = 10.0
+    #: tries of arm + start before the sortie fails (PX4 refuses MISSION for a while after an upload)
+    start_attempts: int = 4
+    #: wall seconds between start tries
+    start_retry_s: float = 1.5
 
 
 @dataclass
@@ -231,6 +240,29 @@ class TelemetryPump:
 
 
 _AIR_MODES_RETURN = {"RETURN_TO_LAUNCH", "LAND"}
+#: modes in which the autopilot holds position on its own (PX4's geofence default action,
+#: data-link loss before RTL): a failsafe when we did not command it
+_AIR_MODES_HOLD = {"HOLD"}
+#: PX4 refuses a mode change it first acknowledged (v1.16 after an upload)
+_START_REFUSED_TEXT = "currently not available"
+
+
+def nav_seqs(steps: Sequence[MissionStep], rtl_after: bool, gimbal_v2: bool) -> tuple[list[int], int]:
+    """MAVLink seq of each step's NAV_WAYPOINT as MAVSDK 4 lays the mission out, and the
+    item count (``MissionImpl::convert_to_int_items``: per step the waypoint first, then
+    speed, gimbal and camera items; gimbal v2 adds a configure item before the first and
+    after the last gimbal command; the final NAV_RETURN_TO_LAUNCH)."""
+    seqs: list[int] = []
+    n = 0
+    gimbal_seen = False
+    for s in steps:
+        seqs.append(n)
+        n += 1 + (s.speed_m_s is not None) + (s.camera is not None)
+        if s.gimbal_pitch_deg is not None:
+            n += 1 + (gimbal_v2 and not gimbal_seen)
+            gimbal_seen = True
+    n += (gimbal_v2 and gimbal_seen) + rtl_after
+    return seqs, n
 
 
 class SortieExecutor:
@@ -266,6 +298,12 @@ class SortieExecutor:
         self.resumes = 0
         self.link_losses = 0
         self._landed_armed_since: float | None = None
+        #: wall time (time.time()) the current mission was uploaded: raw progress older than that is of another mission
+        self._uploaded_wall = 0.0
+        self._nav: list[int] | None = None  # MAVLink seq of each step's waypoint, once the count matched
+        self._outage_note = ""  # appended to item_reached messages judged after a link loss
+        self.mission_done = False
+        self._disarmed_since: float | None = None
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -414,6 +452,7 @@ class SortieExecutor:
         for attempt in range(1, self.cfg.upload_retries + 1):
             try:
                 t0 = time.monotonic()
+                self._uploaded_wall, self._nav = time.time(), None
                 await self.link.upload_mission(spec.steps, rtl_after=spec.rtl_after)
                 items, rtl = await self.link.download_mission()
                 why = verify_download(spec.steps, items)
@@ -439,21 +478,50 @@ class SortieExecutor:
         raise SortieFailed(f"mission upload failed {self.cfg.upload_retries} times: {last}")
 
     async def _arm_and_start(self) -> None:
-        for attempt in (1, 2, 3):
+        """Arm, start the mission and confirm it really started (bounded, retried).
+
+        PX4 v1.16 answers the mode change right after an upload first ACCEPTED, then
+        TEMPORARILY_REJECTED with "Switching to Mission is currently not available", and
+        MAVSDK reports success on the first ack; the vehicle stays on the ground and
+        auto-disarms ~10 s (vehicle time) later. So a start counts only once the vehicle
+        reports MISSION mode, armed, and in the air or progressing, within
+        ``start_confirm_s``; otherwise it is tried again (``start_attempts``) and then the
+        sortie fails naming the drone and the reason.
+        """
+        cfg = self.cfg
+        why = ""
+        for attempt in range(1, cfg.start_attempts + 1):
+            texts_before = self.st.status_count
+            seq_before = self.st.raw_mission_seq
             try:
                 if not self.st.armed:
                     await self.link.arm()
                     self._event("armed", "motors armed")
                 await self.link.start_mission()
-                # until the vehicle reports MISSION, the old mode (e.g. RTL) is not a failsafe
-                await self.link.wait_for(lambda st: st.flight_mode == "MISSION", 5.0)
-                self.expected_modes = {"MISSION"}
-                return
             except LinkError as e:
-                self._event("start_failed", f"attempt {attempt}: {e}")
-                if attempt == 3:
-                    raise SortieFailed(str(e)) from None
-                await asyncio.sleep(1.0)
+                why = str(e)
+            else:
+                def started(st: VehicleState, texts_before: int = texts_before, seq_before: int = seq_before) -> bool:
+                    refused = any(_START_REFUSED_TEXT in t for t in st.texts_since(texts_before))
+                    return refused or (st.flight_mode == "MISSION" and st.armed
+                                       and (st.in_air or st.raw_mission_seq > max(0, seq_before)))
+
+                await self.link.wait_for(started, cfg.start_confirm_s)
+                st = self.st
+                refusal = next((t.strip() for t in st.texts_since(texts_before) if _START_REFUSED_TEXT in t), "")
+                if not refusal and st.flight_mode == "MISSION" and st.armed:
+                    if st.in_air or st.raw_mission_seq > max(0, seq_before):
+                        self.expected_modes = {"MISSION"}
+                        return
+                if refusal:
+                    why = f"vehicle refused the mission start: {refusal}"
+                else:
+                    why = (f"mission not started after {cfg.start_confirm_s:.0f} s: mode {st.flight_mode}, "
+                           f"{'armed' if st.armed else 'disarmed'}, {'in air' if st.in_air else 'on ground'}")
+            self._event("start_failed", f"attempt {attempt}/{cfg.start_attempts}: {why}", attempt=attempt)
+            if attempt < cfg.start_attempts:
+                await asyncio.sleep(cfg.start_retry_s)
+        raise SortieFailed(f"{self.em.drone_id}: mission start failed {cfg.start_attempts} times: {why}")
 
     # -- run ------------------------------------------------------------------------
     async def run(self, start_index: int = 0) -> SortieResult:
@@ -529,15 +597,49 @@ class SortieExecutor:
         return await self._monitor()
 
     # -- monitoring -----------------------------------------------------------------
+    def _nav_layout(self) -> list[int] | None:
+        """MAVLink seqs of the current mission's waypoints, once a raw MISSION_CURRENT of this
+        upload gave an item count matching MAVSDK's layout (gimbal protocol v2 or v1)."""
+        spec, st = self.spec, self.st
+        if self._nav is None and spec is not None and st.mission_current_wall >= self._uploaded_wall:
+            for v2 in (True, False):
+                seqs, count = nav_seqs(spec.steps, spec.rtl_after, v2)
+                if count == st.raw_mission_count:
+                    self._nav = seqs
+                    break
+        return self._nav
+
+    def _raw_next_step(self) -> int | None:
+        """Mission step the vehicle flies now (= steps reached), from the raw MAVLink seqs
+        it sent for this upload: MISSION_CURRENT (a seq past a step's waypoint means PX4
+        accepted that waypoint) and the MISSION_ITEM_REACHED history. None when unknown.
+
+        This does not depend on MAVSDK's own progress stream, which reports only changes
+        of its item index and may lag the raw message; PX4 1.16 leaves ``mission_state``
+        at 0, so completion is decided here from the seq vs the item count too."""
+        st = self.st
+        nav = self._nav_layout()
+        if nav is None or st.mission_current_wall < self._uploaded_wall or st.raw_mission_seq < 0:
+            return None
+        cur = bisect.bisect_left(nav, st.raw_mission_seq)
+        if st.raw_reached_seq >= 0 and st.raw_reached_wall >= self._uploaded_wall:
+            cur = max(cur, bisect.bisect_right(nav, st.raw_reached_seq))
+        return cur
+
     def _track_progress(self) -> bool:
         """Record newly reached waypoints; True when the whole mission is done."""
         spec = self.spec
         st = self.st
-        if spec is None or st.mission_current < 0:
+        if spec is None:
             return False
-        if st.mission_total and st.mission_total != len(spec.steps):
-            return False  # progress of another (older) mission
-        cur = min(st.mission_current, len(spec.steps))
+        cur = -1
+        if st.mission_current >= 0 and (not st.mission_total or st.mission_total == len(spec.steps)):
+            cur = min(st.mission_current, len(spec.steps))  # MAVSDK's progress of this mission
+        raw = self._raw_next_step()
+        if raw is not None:
+            cur = max(cur, min(raw, len(spec.steps)))
+        if cur < 0:
+            return False
         if cur >= 1:
             idx = spec.waypoint_index(cur - 1)
             while self.reached_index < idx:
@@ -546,7 +648,7 @@ class SortieExecutor:
                     self.reached.append(self.reached_index)
                     self._event(
                         "item_reached",
-                        f"waypoint {self.reached_index + 1}/{len(self.sortie.waypoints)}",
+                        f"waypoint {self.reached_index + 1}/{len(self.sortie.waypoints)}{self._outage_note}",
                         item=self.reached_index,
                         total=len(self.sortie.waypoints),
                     )
@@ -593,7 +695,8 @@ class SortieExecutor:
                 await self._return("low battery")
             # the vehicle changed mode on its own (failsafe)
             if self.phase == "mission" and st.flight_mode not in self.expected_modes and self.took_off:
-                if st.flight_mode in _AIR_MODES_RETURN or not st.in_air:
+                hold = st.flight_mode in _AIR_MODES_HOLD and st.in_air
+                if st.flight_mode in _AIR_MODES_RETURN or not st.in_air or hold:
                     await asyncio.sleep(0.3)  # let the battery / status text that caused it arrive
                     reason = self._failsafe_reason()
                     self.interrupt_reason = reason
@@ -605,6 +708,20 @@ class SortieExecutor:
                     )
                     self.phase = "returning"
                     self.expected_modes = {"RETURN_TO_LAUNCH", "LAND", "HOLD"}
+                    if hold:
+                        # PX4 holds on a geofence breach (GF_ACTION default) and for a while on a
+                        # data-link loss: a Hold we did not order leaves the mission; bring it home
+                        await self._return(reason)
+            # a start that never took off (PX4 auto-disarms on the ground ~10 s after arming)
+            if self.phase == "mission" and not self.took_off and not st.armed and not st.in_air:
+                now = time.monotonic()
+                if self._disarmed_since is None:
+                    self._disarmed_since = now
+                elif now - self._disarmed_since > self.cfg.start_confirm_s:
+                    raise SortieFailed(f"{self.em.drone_id}: vehicle disarmed on the ground without taking off "
+                                       f"({self.cfg.start_confirm_s:.0f} s after the mission start)")
+            else:
+                self._disarmed_since = None
             # landed?
             if self.took_off and not st.in_air:
                 if not st.armed:
@@ -729,48 +846,62 @@ class SortieExecutor:
             await self.link.wait_for(lambda s: s.connected, 1.0)
         outage = time.monotonic() - t0
         restored = time.time()
-        # fresh state: wait for MAVSDK's mission progress newer than the restore. The raw
-        # MISSION_CURRENT arrives first, and progress judged before MAVSDK's own update
-        # would resume from a stale item and fly one waypoint twice. MAVSDK reports progress
-        # only when the item changed, so "no news" is known once a fresh raw MISSION_CURRENT
-        # has been heard and MAVSDK stayed quiet for ``resume_quiet_s`` after it. A fixed
-        # 1.5 s wait lost this race under CPU load (the vehicle had reached the next item
-        # during the outage; the resume re-flew it). Bounded by ``resume_settle_s``.
+        # Fresh state before deciding where to resume. The decision is taken from the raw
+        # MISSION_CURRENT / MISSION_ITEM_REACHED seqs (see _raw_next_step), so it waits for a
+        # raw MISSION_CURRENT sent after the restore. It used to wait for MAVSDK's own
+        # progress event, or for a fresh raw MISSION_CURRENT followed by ``resume_quiet_s``
+        # of MAVSDK silence, and then judged from MAVSDK's item index: under CPU load that
+        # index was still the one from before the outage when the decision was taken (the
+        # vehicle had reached the next waypoints while the link was down), the resume
+        # started one or more waypoints early and flew them twice (the flaky link-loss
+        # test). MAVSDK's index is used only where the raw seqs cannot be mapped (an item
+        # count that does not match MAVSDK's layout). Bounded by ``resume_settle_s``.
         quiet = self.cfg.resume_quiet_s
         first_fresh: list[float] = []  # wall time the first raw MISSION_CURRENT after restore was seen
 
         def settled(s: VehicleState) -> bool:
+            if s.mission_current_wall >= restored and self._nav_layout() is not None:
+                return True
             if s.mission_progress_wall >= restored:
                 return True
             if s.mission_current_wall >= restored and not first_fresh:
                 first_fresh.append(time.time())
             return bool(first_fresh) and time.time() - first_fresh[0] >= quiet
 
-        await self.link.wait_for(settled, self.cfg.resume_settle_s)
+        fresh = await self.link.wait_for(settled, self.cfg.resume_settle_s)
         await asyncio.sleep(0.3)
         st = self.st
         self._event(
             "link_restored",
             f"link back after {outage:.1f} s: mode {st.flight_mode}, "
-            f"{'in air' if st.in_air else 'on ground'}, vehicle mission item {st.mission_current}",
+            f"{'in air' if st.in_air else 'on ground'}, vehicle mission item {st.mission_current} "
+            f"(MAVLink seq {st.raw_mission_seq}/{st.raw_mission_count})"
+            + ("" if fresh else f"; no fresh mission progress within {self.cfg.resume_settle_s:.0f} s"),
             outage_s=outage,
             mode=st.flight_mode,
             vehicle_item=st.mission_current,
+            vehicle_seq=st.raw_mission_seq,
+            fresh=fresh,
         )
         if self.phase != "mission" or self.holding:
             return None
-        done = self._track_progress()
-        if done:
-            return None
+        self._outage_note = " (during the link loss)"
+        try:
+            done = self._track_progress()
+        finally:
+            self._outage_note = ""
         spec = self.spec
-        if spec is not None and st.mission_state == 5 and st.mission_current_wall >= restored:
-            # it finished the mission while we could not hear it (no MISSION_ITEM_REACHED)
+        if not done and spec is not None and st.mission_state == 5 and st.mission_current_wall >= restored:
+            # an autopilot that fills mission_state (PX4 1.16 does not: always 0) says it finished
             last = len(self.sortie.waypoints) - 1
             while self.reached_index < last:
                 self.reached_index += 1
                 self.reached.append(self.reached_index)
                 self._event("item_reached", f"waypoint {self.reached_index + 1}/{len(self.sortie.waypoints)} "
                             "(during the link loss)", item=self.reached_index, total=len(self.sortie.waypoints))
+            done = True
+        if done:
+            # it finished the mission while we could not hear it
             self.mission_done = True
             self.phase = "returning"
             self.expected_modes = {"MISSION", "RETURN_TO_LAUNCH", "LAND", "HOLD"}

@@ -75,10 +75,20 @@ class VehicleState:
     mission_state: int = 0
     #: wall time of the latest MISSION_CURRENT
     mission_current_wall: float = 0.0
+    #: raw MISSION_ITEM_REACHED: latest MAVLink seq heard (-1 none) and its wall time
+    raw_reached_seq: int = -1
+    raw_reached_wall: float = 0.0
     #: wall time of the latest mission progress message
     mission_progress_wall: float = 0.0
     last_heard_wall: float = 0.0
     status_texts: list[str] = field(default_factory=list)
+    #: status texts heard since connect (``status_texts`` keeps only the last 20)
+    status_count: int = 0
+
+    def texts_since(self, count: int) -> list[str]:
+        """Status texts heard after ``status_count`` was ``count`` (at most the last 20)."""
+        new = self.status_count - count
+        return self.status_texts[-new:] if new > 0 else []
 
     @property
     def ground_speed_m_s(self) -> float:
@@ -188,6 +198,15 @@ def _mavsdk_log_filter(level: Any, message: str, file: str | None, line: int) ->
 
 
 _log_hooked = False
+
+
+def _fields(m: Any) -> dict[str, Any] | None:
+    """The fields of a ``mavlink_direct`` message as a dict (None if unreadable)."""
+    try:
+        f = json.loads(m.fields_json)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return f if isinstance(f, dict) else None
 
 
 def hook_mavsdk_logging() -> None:
@@ -364,17 +383,28 @@ class VehicleLink:
         def on_mission_current(m: Any) -> None:
             # MISSION_CURRENT's mission_state (MAVLink 2 extension, PX4 >= 1.14) tells a
             # mission that finished while the link was down from one that was interrupted
-            try:
-                f = json.loads(m.fields_json)
-            except (ValueError, TypeError):
+            f = _fields(m)
+            if f is None:
                 return
             st.raw_mission_seq = int(f.get("seq", -1))
             st.raw_mission_count = int(f.get("total", 0) or 0)
             st.mission_state = int(f.get("mission_state", 0) or 0)
             st.mission_current_wall = time.time()
+            self._notify("progress")
+
+        def on_item_reached(m: Any) -> None:
+            # the raw seq, so progress is known without MAVSDK's own bookkeeping (which
+            # reports only changes of its item index, and later than the raw message)
+            f = _fields(m)
+            if f is None:
+                return
+            st.raw_reached_seq = int(f.get("seq", -1))
+            st.raw_reached_wall = time.time()
+            self._notify("progress")
 
         def on_status(s: Any) -> None:
             st.status_texts.append(str(getattr(s, "text", s)))
+            st.status_count += 1
             del st.status_texts[:-20]
             self._notify("status")
 
@@ -394,6 +424,8 @@ class VehicleLink:
             ("progress", mis.subscribe_mission_progress, on_progress),
             ("mission_current", lambda: self._plugins["direct"].subscribe_message("MISSION_CURRENT"),
              on_mission_current),
+            ("mission_item_reached",
+             lambda: self._plugins["direct"].subscribe_message("MISSION_ITEM_REACHED"), on_item_reached),
         ]
         for name, gen_fn, cb in subs:
             self._tasks.append(asyncio.create_task(self._pump(name, gen_fn, cb), name=f"{self.name}-{name}"))

@@ -1,13 +1,15 @@
-"""Pre-flight checks and refusals, on a vehicle state set by hand (no simulator)."""
+"""Pre-flight checks, mission start and progress, on a vehicle state set by hand (no simulator)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from flight.executor import Emitter, FlightConfig, PreflightError, SortieExecutor
+from flight.executor import Emitter, FlightConfig, PreflightError, SortieExecutor, SortieFailed, nav_seqs
 from flight.link import VehicleLink, VehicleState
+from flight.mission import build_mission, mavlink_item_count
 
 from .planfactory import HOME, make_plan
 from .simharness import Recorder
@@ -69,3 +71,107 @@ def test_sortie_battery_need_comes_from_the_plan():
     run_preflight(state)  # 30 % planned + 25 % reserve = 55 %
     with pytest.raises(PreflightError, match="70 % < 75 % needed"):
         run_preflight(state, battery_reserve_pct=45)
+
+
+# -- mission start and progress, on a scripted link (no simulator) ----------------------
+
+REFUSAL = "Switching to Mission is currently not available\t"  # PX4 v1.16, tab-ended
+
+
+class ScriptedLink(StateOnlyLink):
+    """Arms and starts as told: ``refusals`` starts are acknowledged but refused the PX4 way
+    (mode stays, the status text follows); after that the vehicle takes off in MISSION."""
+
+    def __init__(self, state: VehicleState, refusals: int) -> None:
+        super().__init__(state)
+        self.refusals = refusals
+        self.starts = 0
+
+    async def arm(self) -> None:
+        self.state.armed = True
+
+    async def start_mission(self) -> None:
+        self.starts += 1
+        st = self.state
+        if self.starts <= self.refusals:
+            st.status_texts.append(REFUSAL)
+            st.status_count += 1
+        else:
+            st.flight_mode, st.in_air = "MISSION", True
+        self.changed.set()
+
+
+def executor(link: VehicleLink, rec: Recorder, **cfg) -> SortieExecutor:
+    plan = make_plan([[(40, 40)]])
+    return SortieExecutor(link, plan, plan.sorties[0], Emitter("d0", [rec]),
+                          FlightConfig(start_confirm_s=0.3, start_retry_s=0.01, **cfg))
+
+
+def test_mission_start_refused_after_upload_is_retried_until_the_vehicle_flies():
+    rec = Recorder()
+    link = ScriptedLink(healthy(flight_mode="HOLD"), refusals=2)
+    asyncio.run(executor(link, rec)._arm_and_start())
+    assert link.starts == 3
+    fails = [e for e in rec.events if e.kind == "start_failed"]
+    assert len(fails) == 2 and all("currently not available" in e.message for e in fails)
+
+
+def test_mission_start_never_confirmed_fails_naming_drone_and_reason():
+    rec = Recorder()
+    link = ScriptedLink(healthy(flight_mode="HOLD"), refusals=99)
+    with pytest.raises(SortieFailed, match=r"d0: mission start failed 4 times: .*currently not available"):
+        asyncio.run(executor(link, rec)._arm_and_start())
+    assert link.starts == 4
+
+
+def test_mission_start_acknowledged_but_mode_unchanged_fails_within_the_deadline():
+    rec = Recorder()
+    link = ScriptedLink(healthy(flight_mode="HOLD"), refusals=0)
+
+    async def silent_start() -> None:  # MAVSDK reports success, the vehicle does nothing
+        link.starts += 1
+
+    link.start_mission = silent_start
+    with pytest.raises(SortieFailed, match="mode HOLD, armed, on ground"):
+        asyncio.run(executor(link, rec, start_attempts=2)._arm_and_start())
+
+
+def uploaded(ex: SortieExecutor, state: VehicleState, seq: int, count: int | None = None) -> None:
+    """The mission is on the vehicle (as upload() leaves it) and a raw MISSION_CURRENT says ``seq``."""
+    ex.spec = build_mission(ex.sortie, ex.plan, fence=False)
+    ex._uploaded_wall = time.time() - 1.0
+    state.raw_mission_seq = seq
+    state.raw_mission_count = count if count is not None else ex.spec.mavlink_items
+    state.mission_current_wall = time.time()
+
+
+def test_raw_layout_matches_what_mavsdk_uploads():
+    ex = executor(StateOnlyLink(healthy()), Recorder())
+    spec = build_mission(ex.sortie, ex.plan, fence=False)
+    seqs, count = nav_seqs(spec.steps, spec.rtl_after, gimbal_v2=True)
+    assert count == spec.mavlink_items == mavlink_item_count(spec.steps, spec.rtl_after)
+    assert seqs[0] == 0 and len(seqs) == len(spec.steps) and seqs == sorted(set(seqs))
+
+
+def test_progress_from_raw_seq_without_mavsdk_progress_or_mission_state():
+    state = healthy()
+    rec = Recorder()
+    ex = executor(StateOnlyLink(state), rec)
+    ex.phase = "mission"
+    seqs = nav_seqs(build_mission(ex.sortie, ex.plan, fence=False).steps, True, True)[0]
+    uploaded(ex, state, seqs[3])  # flying to step 3: steps 0-2 reached, 3 not yet
+    assert ex._track_progress() is False and ex.reached == [0, 1, 2]
+    state.raw_mission_seq = seqs[3] + 1  # past step 3's waypoint (its DO items): reached
+    assert ex._track_progress() is False and ex.reached == [0, 1, 2, 3]
+    state.raw_mission_seq = ex.spec.mavlink_items - 1  # the final RTL item; mission_state stays 0
+    assert ex._track_progress() is True and ex.reached == list(range(len(ex.sortie.waypoints)))
+
+
+def test_raw_progress_of_another_mission_is_ignored():
+    state = healthy()
+    ex = executor(StateOnlyLink(state), Recorder())
+    uploaded(ex, state, 9, count=7)  # count does not match this upload's layout
+    assert ex._track_progress() is False and ex.reached == []
+    uploaded(ex, state, 9)
+    state.mission_current_wall = ex._uploaded_wall - 0.5  # heard before this upload
+    assert ex._track_progress() is False and ex.reached == []
