@@ -54,6 +54,8 @@ _AUTO_SUB = {1: "READY", 2: "TAKEOFF", 3: "HOLD", 4: "MISSION", 5: "RETURN_TO_LA
              9: "PRECISION_LAND"}
 _MAIN = {1: "MANUAL", 2: "ALTCTL", 3: "POSCTL", 5: "ACRO", 6: "OFFBOARD", 7: "STABILIZED"}
 _LANDED_ON_GROUND = 1
+#: a run fails early when PX4 disarmed on the ground (never airborne) this long ago (wall s)
+STUCK_S = 30.0
 NEAR_M = 10.0  # a waypoint counts as flown when PX4's position came this close (m), at its altitude +-5 m
 
 
@@ -111,6 +113,9 @@ class Truth:
     texts: list[str] = field(default_factory=list)
     modes_seen: list[str] = field(default_factory=list)
     ever_armed: bool = False
+    ever_in_air: bool = False
+    disarmed_at: float | None = None  # wall time of the last armed -> disarmed change
+    params: dict[str, float] = field(default_factory=dict)  # PARAM_VALUE as sent (int32 bytewise)
 
     def feed(self, data: bytes) -> None:
         for sysid, compid, msgid, p in mavlink_frames(data):
@@ -119,13 +124,17 @@ class Truth:
             if msgid == 0:  # HEARTBEAT
                 custom_mode, _type, _ap, base_mode = struct.unpack_from("<IBBB", _pad(p, 9))
                 self.mode = px4_mode(custom_mode)
-                self.armed = bool(base_mode & 0x80)
+                armed = bool(base_mode & 0x80)
+                if self.armed and not armed:
+                    self.disarmed_at = time.monotonic()
+                self.armed = armed
                 self.ever_armed |= self.armed
                 if not self.modes_seen or self.modes_seen[-1] != self.mode:
                     self.modes_seen.append(self.mode)
             elif msgid == 33:  # GLOBAL_POSITION_INT
                 _tb, lat, lon, _alt, rel = struct.unpack_from("<Iiiii", _pad(p, 28))
                 in_air = self.armed and self.landed_state != _LANDED_ON_GROUND
+                self.ever_in_air |= in_air and rel > 2000
                 self.track.append((time.monotonic(), lat / 1e7, lon / 1e7, rel / 1000.0, in_air, self.mode))
             elif msgid == 245:  # EXTENDED_SYS_STATE
                 self.landed_state = _pad(p, 2)[1]
@@ -133,6 +142,10 @@ class Truth:
                 self.mission_seq, self.mission_total = struct.unpack_from("<HH", _pad(p, 4))
             elif msgid == 46:  # MISSION_ITEM_REACHED
                 self.reached_seqs.append(struct.unpack_from("<H", _pad(p, 2))[0])
+            elif msgid == 22:  # PARAM_VALUE
+                value, _count, _index, pid, ptype = struct.unpack_from("<fHH16sB", _pad(p, 25))
+                name = pid.split(b"\0", 1)[0].decode("ascii", "replace")
+                self.params[name] = struct.unpack("<i", struct.pack("<f", value))[0] if ptype == 6 else value
             elif msgid == 253:  # STATUSTEXT
                 self.texts.append(_pad(p, 51)[1:51].split(b"\0", 1)[0].decode("utf-8", "replace"))
 
@@ -166,6 +179,23 @@ class UdpRelay:
 
     def up(self) -> None:
         self.is_down = False
+
+    def set_int_param(self, name: str, value: int, timeout_s: float = 10.0) -> bool:
+        """PARAM_SET an INT32 PX4 parameter (bytewise encoding, as PX4 expects) from a ground
+        station id (255/190), repeated until PX4 echoes it in PARAM_VALUE; False on timeout."""
+        from pymavlink.dialects.v20 import common as mav
+
+        m = mav.MAVLink(None, srcSystem=255, srcComponent=190)
+        raw = struct.unpack("<f", struct.pack("<i", value))[0]
+        msg = mav.MAVLink_param_set_message(self.truth.sysid, 1, name.encode(), raw, mav.MAV_PARAM_TYPE_INT32)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.px4_addr is not None:
+                self.px4_sock.sendto(bytes(msg.pack(m)), self.px4_addr)
+            time.sleep(0.2)
+            if self.truth.params.get(name) == value:
+                return True
+        return False
 
     def _from_px4(self) -> None:
         self.px4_sock.settimeout(0.2)
@@ -241,9 +271,11 @@ def _plan(kind: str):
     raise ValueError(f"unknown bench_px4 run kind {kind!r}: use two-sortie or one of {', '.join(VARIANTS)}")
 
 
-def _px4_params(kind: str) -> dict[str, str]:
+def _px4_params(kind: str) -> dict[str, int]:
+    """Parameters set once the executor is connected (NAV_DLL_ACT > 0 at boot would keep PX4
+    from saying "Ready for takeoff": it refuses to arm without a ground-station link)."""
     if kind == "link-dll-rtl":
-        return {"PX4_PARAM_NAV_DLL_ACT": "2", "PX4_PARAM_COM_DL_LOSS_T": "30"}
+        return {"COM_DL_LOSS_T": 30, "NAV_DLL_ACT": 2}
     return {}
 
 
@@ -293,7 +325,7 @@ def fly_once(kind: str, index: int, px4_dir: Path, instance: int, speed: float, 
     plan = _plan(kind)
     t0 = time.monotonic()
     sitl = Px4Sitl(px4_dir, instance=instance, home_lat=PX4_HOME[0], home_lon=PX4_HOME[1], home_alt=PX4_HOME[2],
-                   speed_factor=speed, extra_env=_px4_params(kind))
+                   speed_factor=speed)
     gcs_port = _free_udp_port()
     relay = UdpRelay(px4_ports(instance).api_remote, gcs_port, sysid=instance + 1).start()
     rec = Recorder()
@@ -314,7 +346,17 @@ def fly_once(kind: str, index: int, px4_dir: Path, instance: int, speed: float, 
             outage = Outage(relay, rec.kinds, lambda tr: "RETURN_TO_LAUNCH" in tr.modes_seen[-3:] and not tr.armed)
         drop_at = 0 if kind == "link-finished" else 2
 
+        params_ok: list[bool] = []
+        params_started = threading.Event()
+
         def on_event(e) -> None:
+            if e.kind == "connected" and _px4_params(kind) and not params_started.is_set():
+                params_started.set()  # from a thread: listeners run on the executor's event loop
+
+                def set_params() -> None:
+                    params_ok.append(all(relay.set_int_param(k, v) for k, v in _px4_params(kind).items()))
+
+                threading.Thread(target=set_params, daemon=True).start()
             if outage is not None and e.kind == "item_reached" and e.data.get("item") == drop_at:
                 outage.begin()
 
@@ -323,11 +365,27 @@ def fly_once(kind: str, index: int, px4_dir: Path, instance: int, speed: float, 
                       config=FlightConfig(telemetry_hz=5))
 
         async def go():
-            return await asyncio.wait_for(fleet.run(), run_timeout_s)
+            task = asyncio.ensure_future(fleet.run())
+            t_run = time.monotonic()
+            while not task.done():
+                await asyncio.wait([task], timeout=1.0)
+                stuck = (truth.disarmed_at is not None and not truth.armed and not truth.ever_in_air
+                         and time.monotonic() - truth.disarmed_at > STUCK_S)
+                if stuck or time.monotonic() - t_run > run_timeout_s:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise TimeoutError("stuck" if stuck else "timeout")
+            return task.result()
 
         try:
             res = asyncio.run(go())
-        except TimeoutError:
+        except TimeoutError as e:
+            last = rec.events[-1] if rec.events else None
+            if str(e) == "stuck":
+                return RunResult(kind, index, False, time.monotonic() - t0,
+                                 f"PX4 disarmed on the ground without taking off; executor still waiting {STUCK_S:g} s "
+                                 "later", f"last event {last.kind if last else None}; PX4 modes "
+                                 f"{truth.modes_seen[-8:]}; texts {[t.strip() for t in truth.texts[-6:]]}")
             last = rec.events[-1] if rec.events else None
             return RunResult(kind, index, False, time.monotonic() - t0, f"no result within {run_timeout_s:.0f} s",
                              f"last event {last.kind if last else None}: {last.message if last else ''}; "
@@ -344,6 +402,8 @@ def fly_once(kind: str, index: int, px4_dir: Path, instance: int, speed: float, 
             got = sorted({i for sid, i in rec.reached() if sid.startswith(s.id)})
             if got != list(range(len(s.waypoints))):
                 return RunResult(kind, index, False, wall, f"{s.id}: reached {got}", tail)
+        if params_ok and not params_ok[0]:
+            return RunResult(kind, index, False, wall, f"PX4 did not confirm {_px4_params(kind)}", tail)
         if outage is not None and not outage.restored_by_condition:
             return RunResult(kind, index, False, wall, "PX4 never got to the outage's end condition", tail)
         resume = len(plan.sorties[0].waypoints)
