@@ -445,11 +445,11 @@ def _git(*args: str) -> str:
 def render(results: list[RunResult], speed: float, started: dt.datetime, planned: int | None = None) -> str:
     """The markdown section: per kind passes/N and wall times, then every failure with its cause."""
     head = _git("rev-parse", "--short", "HEAD")
-    flight = _git("log", "-1", "--format=%h", "--", "flight/")
+    flight = _git("log", "-1", "--format=%h", "--", "flight/executor.py", "flight/link.py", "flight/fleet.py")
     lines = [
         SECTION, "",
-        f"Measured {started:%Y-%m-%d %H:%M} UTC by `python -m bench.bench_px4` on commit {head} (flight/ last changed "
-        f"in {flight}), PX4 v1.16.0 SITL SIH quadrotor at {speed:g}x, a fresh PX4 start (parameters wiped) per run, "
+        f"Measured {started:%Y-%m-%d %H:%M} UTC by `python -m bench.bench_px4` on commit {head} (executor, link and fleet "
+        f"last changed in {flight}), PX4 v1.16.0 SITL SIH quadrotor at {speed:g}x, a fresh PX4 start (parameters wiped) per run, "
         "`skygrid fly`'s executor (`flight.fleet.Fleet`, as tests/flight/test_fly_px4.py) through a loopback UDP relay "
         "that also reads PX4's own position/mode for the checks (a waypoint counts as flown by PX4 within "
         f"{NEAR_M:g} m in MISSION mode). Shared 2-core machine."
