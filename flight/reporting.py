@@ -160,18 +160,20 @@ class DispatchReporter:
         where history ends (paging through all of it: the server answers at most ``limit``
         per request), so yesterday's "rtl" for a reused drone id is never flown today."""
         first = self._after is None
+        after = self._after or 0
         try:
-            cmds = self._fetch_commands(client, self._after or 0)
+            cmds = self._fetch_commands(client, after)
             while first and len(cmds) >= COMMAND_PAGE:
-                self._after = int(cmds[-1].get("id", 0))
-                cmds = self._fetch_commands(client, self._after)
+                after = int(cmds[-1].get("id", 0))
+                cmds = self._fetch_commands(client, after)
         except Exception as e:
             log.debug("command poll failed: %s", e)
             return False
+        if first:  # orders from before this run are history, not for us
+            self._after = max([after, *(int(c.get("id", 0)) for c in cmds)])
+            return True
         for c in cmds:
             self._after = max(self._after or 0, int(c.get("id", 0)))
-            if first:
-                continue  # orders from before this run are history, not for us
             did, action = c.get("drone_id"), c.get("action")
             if did not in self._drone_ids:
                 continue
@@ -181,8 +183,6 @@ class DispatchReporter:
                 log.info("command room: %s %s (by %s)", did, action, c.get("issued_by"))
             except Exception as e:
                 log.warning("cannot apply command %s: %s", c, e)
-        if first and self._after is None:
-            self._after = 0
         return True
 
     @staticmethod
