@@ -497,14 +497,21 @@ class SortieExecutor:
                 if not self.st.armed:
                     await self.link.arm()
                     self._event("armed", "motors armed")
+                armed_at_start = self.st.armed
                 await self.link.start_mission()
             except LinkError as e:
                 why = str(e)
             else:
-                def started(st: VehicleState, texts_before: int = texts_before, seq_before: int = seq_before) -> bool:
+                seen_armed: list[bool] = [True] if armed_at_start else []
+
+                def started(st: VehicleState, texts_before: int = texts_before, seq_before: int = seq_before,
+                            seen_armed: list[bool] = seen_armed) -> bool:
                     refused = any(_START_REFUSED_TEXT in t for t in st.texts_since(texts_before))
-                    return refused or (st.flight_mode == "MISSION" and st.armed
-                                       and (st.in_air or st.raw_mission_seq > max(0, seq_before)))
+                    if st.armed:
+                        seen_armed.append(True)
+                    disarmed = bool(seen_armed) and not st.armed and not st.in_air  # PX4's auto-disarm
+                    return refused or disarmed or (st.flight_mode == "MISSION" and st.armed
+                                                   and (st.in_air or st.raw_mission_seq > max(0, seq_before)))
 
                 await self.link.wait_for(started, cfg.start_confirm_s)
                 st = self.st
@@ -516,7 +523,7 @@ class SortieExecutor:
                 if refusal:
                     why = f"vehicle refused the mission start: {refusal}"
                 else:
-                    why = (f"mission not started after {cfg.start_confirm_s:.0f} s: mode {st.flight_mode}, "
+                    why = (f"mission not started (waited up to {cfg.start_confirm_s:g} s): mode {st.flight_mode}, "
                            f"{'armed' if st.armed else 'disarmed'}, {'in air' if st.in_air else 'on ground'}")
             self._event("start_failed", f"attempt {attempt}/{cfg.start_attempts}: {why}", attempt=attempt)
             if attempt < cfg.start_attempts:

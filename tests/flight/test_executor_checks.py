@@ -103,8 +103,8 @@ class ScriptedLink(StateOnlyLink):
 
 def executor(link: VehicleLink, rec: Recorder, **cfg) -> SortieExecutor:
     plan = make_plan([[(40, 40)]])
-    return SortieExecutor(link, plan, plan.sorties[0], Emitter("d0", [rec]),
-                          FlightConfig(start_confirm_s=0.3, start_retry_s=0.01, **cfg))
+    cfg = {"start_confirm_s": 0.3, "start_retry_s": 0.01, **cfg}
+    return SortieExecutor(link, plan, plan.sorties[0], Emitter("d0", [rec]), FlightConfig(**cfg))
 
 
 def test_mission_start_refused_after_upload_is_retried_until_the_vehicle_flies():
@@ -175,3 +175,22 @@ def test_raw_progress_of_another_mission_is_ignored():
     uploaded(ex, state, 9)
     state.mission_current_wall = ex._uploaded_wall - 0.5  # heard before this upload
     assert ex._track_progress() is False and ex.reached == []
+
+
+def test_auto_disarm_after_a_silent_refusal_is_retried_without_waiting_the_deadline():
+    rec = Recorder()
+    link = ScriptedLink(healthy(flight_mode="HOLD"), refusals=0)
+
+    async def start() -> None:  # first start: no text, PX4 disarms on the ground (COM_DISARM_PRFLT)
+        link.starts += 1
+        if link.starts == 1:
+            link.state.armed = False
+        else:
+            link.state.flight_mode, link.state.in_air = "MISSION", True
+        link.changed.set()
+
+    link.start_mission = start
+    t0 = time.monotonic()
+    asyncio.run(executor(link, rec, start_confirm_s=30.0)._arm_and_start())
+    assert time.monotonic() - t0 < 5.0 and link.starts == 2
+    assert rec.kinds().count("armed") == 2 and "disarmed, on ground" in rec.events[1].message
