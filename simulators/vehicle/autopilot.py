@@ -44,6 +44,7 @@ MODE_BY_PAIR = {v: k for k, v in MODES.items()}
 # MAV_RESULT values (kept here so the logic does not import the MAVLink dialect).
 ACCEPTED, TEMPORARILY_REJECTED, DENIED, UNSUPPORTED, FAILED = 0, 1, 2, 3, 4
 SEV_CRITICAL, SEV_WARNING, SEV_NOTICE, SEV_INFO = 2, 4, 5, 6
+START_REFUSED_TEXT = "Switching to Mission is currently not available"
 
 # name -> (default value, is_int). Floats are MAV_PARAM_TYPE_REAL32, ints INT32.
 DEFAULT_PARAMS: dict[str, tuple[float, bool]] = {
@@ -60,15 +61,16 @@ DEFAULT_PARAMS: dict[str, tuple[float, bool]] = {
     "RTL_DESCEND_ALT": (30.0, False),
     "RTL_LAND_DELAY": (0.0, False),
     "COM_DISARM_LAND": (2.0, False),
-    "COM_DISARM_PRFLT": (-1.0, False),  # PX4 default 10 s; off here so slow test steps at 20x don't disarm
+    "COM_DISARM_PRFLT": (10.0, False),  # auto-disarm when armed on the ground without take-off (PX4 default)
     "COM_DL_LOSS_T": (10, True),
     "NAV_DLL_ACT": (0, True),  # 0 off, 1 hold, 2 return, 3 land
     "COM_POS_FS_DELAY": (1, True),
+    "COM_FAIL_ACT_T": (5.0, False),  # failsafe hold before the data-link action (PX4 default 5 s)
     "COM_LOW_BAT_ACT": (3, True),  # 3: return at critical, land at emergency
     "BAT_LOW_THR": (0.15, False),
     "BAT_CRIT_THR": (0.07, False),
     "BAT_EMERGEN_THR": (0.05, False),
-    "GF_ACTION": (3, True),  # 0 none, 1 warn, 2 hold, 3 return, 5 land
+    "GF_ACTION": (2, True),  # 0 none, 1 warn, 2 hold (PX4 default), 3 return, 5 land
     "MIS_DIST_1WP": (900.0, False),
     "MAV_SYS_ID": (1, True),
     "MAV_COMP_ID": (1, True),
@@ -146,7 +148,11 @@ class Autopilot:
         params: dict[str, float] | None = None,
         gps_noise_m: float = 0.0,
         seed: int = 0,
+        start_refusal_s: float = 0.0,
     ) -> None:
+        """``start_refusal_s``: sim seconds after a mission upload during which a switch to
+        Mission is acked ACCEPTED, then TEMPORARILY_REJECTED (PX4 v1.16; the vehicle
+        adapter sets 1.0 by default, 0 here keeps the logic tests free of it)."""
         self.frame = LocalFrame(home_lat, home_lon)
         self.home_lat, self.home_lon, self.home_alt = home_lat, home_lon, home_alt_amsl
         self.home_en = (0.0, 0.0)
@@ -170,6 +176,9 @@ class Autopilot:
         self.seq = 0
         self.mission_finished = False
         self.mission_running = False  # MISSION mode has been entered since the last upload
+        self.start_refusal_s = start_refusal_s
+        self._uploaded_at: float | None = None  # sim time of the last mission upload
+        self._landing_text_pending = False  # PX4 sends "Landing detected" after the landing disarm
         self._jumps: dict[int, int] = {}  # DO_JUMP seq -> jumps done
         self.cruise: float | None = None  # DO_CHANGE_SPEED / action speed, m/s
         self.target: Target | None = None
@@ -181,7 +190,9 @@ class Autopilot:
         self._gps_lost_since: float | None = None
         self.last_gcs_heartbeat: float | None = None
         self._failsafe: set[str] = set()
-        self.outbox: list[tuple] = []  # ("text", severity, str) | ("reached", seq) | ("current", seq)
+        self._dll_action_at: float | None = None  # sim time of the data-link action after the hold
+        # ("text", severity, str) | ("reached", seq) | ("current", seq) | ("late_ack", MAV_RESULT)
+        self.outbox: list[tuple] = []
         self.roll = self.pitch = 0.0
 
     # --- geometry -------------------------------------------------------------------
@@ -200,7 +211,8 @@ class Autopilot:
 
     # --- outputs --------------------------------------------------------------------
     def text(self, severity: int, msg: str) -> None:
-        self.outbox.append(("text", severity, msg))
+        """Queue a STATUSTEXT; PX4 ends every text with a tab, so do we."""
+        self.outbox.append(("text", severity, msg if msg.endswith("\t") else msg + "\t"))
 
     def snapshot(self) -> VehicleState:
         lat, lon = self.to_wgs84(self.body.east, self.body.north)
@@ -219,19 +231,14 @@ class Autopilot:
 
     @property
     def mission_state(self) -> int:
-        """MISSION_STATE for MISSION_CURRENT: 1 none, 2 not started, 3 active, 4 paused, 5 complete."""
-        if not self.mission:
-            return 1
-        if self.mission_finished:
-            return 5
-        if self.mode == "MISSION":
-            return 3
-        return 4 if self.mission_running else 2
+        """MISSION_CURRENT.mission_state: PX4 v1.16 never fills it (always 0, MISSION_STATE_UNKNOWN)."""
+        return 0
 
     # --- mission/fence lists ----------------------------------------------------------
     def set_list(self, mtype: int, items: list[Item]) -> None:
         if mtype == MISSION:
             self.mission = list(items)
+            self._uploaded_at = self.t
             self._jumps = {}
             self.seq = 0
             self.mission_finished = False
@@ -274,11 +281,18 @@ class Autopilot:
             if any(not g.is_valid for g in fence.inclusion + fence.exclusion):
                 return 5, "Geofence invalid: self-intersecting polygon"
             return 0, None
-        if mtype != MISSION or self.fence.empty:
-            return 0, None
+        return 0, None  # PX4 accepts a mission leaving the fence and refuses to arm (fence_problem)
+
+    def fence_problem(self) -> str | None:
+        """PX4's pre-arm refusal text when the mission's path leaves the fence, else None.
+
+        PX4 numbers the item from 1 (``seq + 1``) and ends the text with a tab.
+        """
+        if not self.mission or self.fence.empty:
+            return None
         pts: list[tuple[float, float]] = [self.home_en]
         seqs: list[int] = [-1]
-        for it in items:
+        for it in self.mission:
             if it.command in (16, 17, 19, 21, 22) and (it.x, it.y) != (0, 0):
                 pts.append(self.to_local(it.lat, it.lon))
                 seqs.append(it.seq)
@@ -286,9 +300,7 @@ class Autopilot:
                 pts.append(self.home_en)
                 seqs.append(it.seq)
         bad = self.fence.path_problem(pts)
-        if bad is not None:
-            return 14, f"Geofence violation for waypoint {seqs[bad]}"  # MAV_MISSION_DENIED
-        return 0, None
+        return None if bad is None else f"Geofence violation for waypoint {seqs[bad] + 1}"
 
     # --- commands -------------------------------------------------------------------
     def arm(self, arm: bool, force: bool = False) -> int:
@@ -301,6 +313,10 @@ class Autopilot:
                     return TEMPORARILY_REJECTED
                 if self.body.battery_pct <= self.params["BAT_CRIT_THR"] * 100:
                     self.text(SEV_CRITICAL, "Arming denied: battery critical")
+                    return TEMPORARILY_REJECTED
+                fence = self.fence_problem()
+                if fence is not None:
+                    self.text(SEV_CRITICAL, fence)
                     return TEMPORARILY_REJECTED
             self.armed, self.armed_at = True, self.t
             self._landed_since = None
@@ -318,6 +334,9 @@ class Autopilot:
         self.armed = False
         self.body.v_east = self.body.v_north = self.body.v_up = 0.0
         self.text(SEV_INFO, why)
+        if self._landing_text_pending:
+            self._landing_text_pending = False
+            self.text(SEV_INFO, "Landing detected")
 
     def takeoff(self, alt_rel: float | None) -> int:
         if not self.armed:
@@ -352,6 +371,13 @@ class Autopilot:
             return TEMPORARILY_REJECTED
         if not self.gps_ok:
             return TEMPORARILY_REJECTED
+        if (self.start_refusal_s > 0 and self._uploaded_at is not None
+                and self.t - self._uploaded_at < self.start_refusal_s):
+            # PX4 v1.16: the first ack says ACCEPTED, a second one TEMPORARILY_REJECTED follows
+            # with this text, and the mode stays as it was.
+            self.outbox.append(("late_ack", TEMPORARILY_REJECTED))
+            self.text(SEV_CRITICAL, START_REFUSED_TEXT)
+            return ACCEPTED
         if first is not None:
             if not 0 <= first < len(self.mission):
                 return DENIED
@@ -412,7 +438,7 @@ class Autopilot:
             elif mode == "LAND":
                 self.text(SEV_INFO, "Landing at current position")
             elif mode == "MISSION":
-                self.text(SEV_INFO, "Executing mission")
+                self.text(SEV_INFO, "Executing Mission")
         self._hold_until = None
         if mode == "HOLD" or mode == "POSCTL":
             self.target = Target(self.body.east, self.body.north, self.body.up)
@@ -577,13 +603,19 @@ class Autopilot:
                 and self.t - self.last_gcs_heartbeat > self.params["COM_DL_LOSS_T"]):
             if "dll" not in self._failsafe:
                 self._failsafe.add("dll")
+                self._dll_action_at = self.t + max(0.0, self.params["COM_FAIL_ACT_T"])
                 self.text(SEV_CRITICAL, "Failsafe activated: no datalink")
+                if self.mode not in ("RTL", "LAND"):
+                    self._enter("HOLD")  # PX4 holds COM_FAIL_ACT_T (5 s) before the action
+            if self._dll_action_at is not None and self.t >= self._dll_action_at:
+                self._dll_action_at = None
                 target = {1: "HOLD", 2: "RTL", 3: "LAND"}.get(dll)
                 if target and self.mode not in ("RTL", "LAND"):
                     self._enter(target)
         elif self.last_gcs_heartbeat is not None and self.t - self.last_gcs_heartbeat <= 1.5:
             if "dll" in self._failsafe:
                 self._failsafe.discard("dll")
+                self._dll_action_at = None
                 self.text(SEV_INFO, "Data link regained")
         # Geofence.
         breach = breach_fault or (in_air and not self.fence.empty and self.fence.breached(self.body.east, self.body.north))
@@ -633,10 +665,16 @@ class Autopilot:
         self.t += dt
         # Land detection and auto-disarm.
         if was_on_ground and not self.body.on_ground:
+            if self._landing_text_pending:
+                self._landing_text_pending = False
+                self.text(SEV_INFO, "Landing detected")
             self.text(SEV_INFO, "Takeoff detected")
             self._landed_since = None
         if not was_on_ground and self.body.on_ground:
-            self.text(SEV_INFO, "Landing detected")
+            if self.armed and self.params["COM_DISARM_LAND"] >= 0:
+                self._landing_text_pending = True  # sent after the disarm, as PX4 does
+            else:
+                self.text(SEV_INFO, "Landing detected")
             self._landed_since = self.t
             if self.mode == "MISSION" and self.mission and self.mission[self.seq].command == 21:
                 self.outbox.append(("reached", self.seq))
@@ -650,15 +688,21 @@ class Autopilot:
                 self._disarm("Disarmed by landing")
             elif self._landed_since is None and pre > 0 and self.t - self.armed_at >= pre and not climbing_out:
                 self._disarm("Disarmed by auto preflight disarming")
-        # MAV_LANDED_STATE.
+        self.landed_state = self._landed_state()
+
+    def _landed_state(self) -> int:
+        """MAV_LANDED_STATE as PX4 reports it: 1 on ground, 2 in air, 3 taking off (climb-out
+        to the take-off altitude), 4 landing (the final descent of LAND, RTL, a LAND item)."""
         if self.body.on_ground:
-            self.landed_state = 1
-        elif self.body.v_up < -0.3 and self.mode in ("LAND", "RTL") and self._phase in ("land", "descend"):
-            self.landed_state = 4
-        elif self.body.up < 2.0 and self.body.v_up > 0.3:
-            self.landed_state = 3
-        else:
-            self.landed_state = 2
+            return 1
+        descending = self.body.v_up < -0.1 and self._phase in ("land", "descend")
+        if descending and (self.mode in ("LAND", "RTL") or (self.mode == "MISSION" and self.mission
+                                                           and self.mission[self.seq].command == 21)):
+            return 4
+        climb_out = self.mode == "TAKEOFF" or (self.mode == "MISSION" and self._phase == "climb")
+        if self.body.v_up > 0.1 and (climb_out or self.body.up < 2.0):
+            return 3
+        return 2
 
     def noisy_position(self) -> tuple[float, float]:
         """Reported lat/lon with the configured GPS noise (metres, 1 sigma)."""

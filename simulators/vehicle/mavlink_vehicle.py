@@ -87,6 +87,23 @@ DEFAULT_STREAMS: dict[int, float] = {
 }
 # Streams whose content changes quickly get the full wall cap; the others a lower one, so
 # that at 10-20x the link is not flooded with slowly changing status messages.
+# ``px4_rates=True``: sim Hz chosen so that the total (~440 messages per sim second, ~4,400/s
+# at 10x) matches what PX4 v1.16 SITL sends on its onboard link; not capped in wall Hz.
+PX4_STREAMS: dict[int, float] = {
+    **DEFAULT_STREAMS,
+    mavlink.MAVLINK_MSG_ID_SYS_STATUS: 5.0,
+    mavlink.MAVLINK_MSG_ID_GLOBAL_POSITION_INT: 50.0,
+    mavlink.MAVLINK_MSG_ID_LOCAL_POSITION_NED: 50.0,
+    mavlink.MAVLINK_MSG_ID_ATTITUDE: 150.0,
+    mavlink.MAVLINK_MSG_ID_HIGHRES_IMU: 120.0,
+    mavlink.MAVLINK_MSG_ID_GPS_RAW_INT: 10.0,
+    mavlink.MAVLINK_MSG_ID_BATTERY_STATUS: 5.0,
+    mavlink.MAVLINK_MSG_ID_EXTENDED_SYS_STATE: 5.0,
+    mavlink.MAVLINK_MSG_ID_VFR_HUD: 20.0,
+    mavlink.MAVLINK_MSG_ID_ALTITUDE: 20.0,
+    mavlink.MAVLINK_MSG_ID_SYSTEM_TIME: 1.0,
+}
+
 FAST_STREAMS = {
     mavlink.MAVLINK_MSG_ID_GLOBAL_POSITION_INT, mavlink.MAVLINK_MSG_ID_LOCAL_POSITION_NED,
     mavlink.MAVLINK_MSG_ID_ATTITUDE, mavlink.MAVLINK_MSG_ID_HIGHRES_IMU,
@@ -103,6 +120,12 @@ class VehicleConfig:
     sim seconds without a ground-station heartbeat (PX4 NAV_DLL_ACT=2, COM_DL_LOSS_T);
     None (default) disables the data-link failsafe so tests stay deterministic.
     ``params`` overrides any PX4 parameter by name.
+    ``mission_start_refusal_s``: sim seconds after a mission upload during which a switch to
+    Mission is acked ACCEPTED, then TEMPORARILY_REJECTED with "Switching to Mission is
+    currently not available" (PX4 v1.16 behaviour; 0 turns it off).
+    ``geofence_action``: PX4 GF_ACTION, default "hold" as PX4 ("rtl" returns instead).
+    ``px4_rates``: stream at PX4-like rates (``PX4_STREAMS``, ~4,400 messages/s at 10x)
+    without the wall-Hz caps; off by default.
     """
 
     instance: int = 0
@@ -133,7 +156,9 @@ class VehicleConfig:
     battery_drain_scale: float = 1.0  # multiply all drain terms (short tests)
     critical_battery_pct: float = 7.0
     datalink_loss_rtl_s: float | None = None
-    geofence_action: str = "rtl"  # none | warn | hold | rtl | land
+    geofence_action: str = "hold"  # none | warn | hold | rtl | land (PX4 GF_ACTION, default hold)
+    mission_start_refusal_s: float = 1.0  # sim s after an upload in which a Mission start is refused
+    px4_rates: bool = False  # PX4-like message rates (thousands of msg/s at 10x), no wall-Hz cap
     stream_cap_hz: float = 25.0  # wall Hz cap for position/attitude streams
     slow_stream_cap_hz: float = 5.0  # wall Hz cap for status streams (SYS_STATUS, BATTERY_STATUS, ...)
     tick_s: float = 0.02  # wall seconds between loop iterations
@@ -321,13 +346,15 @@ class SimVehicle:
         self.dec = mavlink.MAVLink(None, srcSystem=cfg.system_id, srcComponent=1)
         self.dec.robust_parsing = True
         self.ap = Autopilot(cfg.home_lat, cfg.home_lon, cfg.home_alt_amsl, cfg.physics(), cfg.px4_params(),
-                            gps_noise_m=cfg.gps_noise_m, seed=cfg.seed + cfg.instance)
+                            gps_noise_m=cfg.gps_noise_m, seed=cfg.seed + cfg.instance,
+                            start_refusal_s=cfg.mission_start_refusal_s)
         self.ap.body.battery_pct = cfg.battery_pct
         self.param_types = {k: is_int for k, (_, is_int) in DEFAULT_PARAMS.items()}
         self.store = MissionStore(self.enc, validator=self.ap.validate, on_change=self._on_list_change)
         self.store.reject_next = self.faults.take_reject
         self.peers: list[tuple[str, int]] = [(cfg.gcs_host, cfg.gcs_port), *cfg.extra_gcs]
-        self.rates: dict[int, float] = dict(DEFAULT_STREAMS)
+        self.rates: dict[int, float] = dict(PX4_STREAMS if cfg.px4_rates else DEFAULT_STREAMS)
+        self._cmd_ctx: tuple | None = None  # (message, command) being answered, for a late second ack
         self._next_due: dict[int, float] = {}
         loop = asyncio.get_running_loop()
         self.transport, _ = await loop.create_datagram_endpoint(
@@ -390,12 +417,15 @@ class SimVehicle:
         for ev in out:
             if ev[0] == "text":
                 self._send(self.enc.statustext_encode(ev[1], ev[2].encode()[:50]))
+            elif ev[0] == "late_ack":
+                if self._cmd_ctx is not None:
+                    self._ack(self._cmd_ctx[0], self._cmd_ctx[1], ev[1])
             elif ev[0] == "reached":
                 self._send(self.enc.mission_item_reached_encode(ev[1]))
             elif ev[0] == "current":
                 self._send(self._mission_current())
         if self.store.last_statustext:
-            self._send(self.enc.statustext_encode(4, self.store.last_statustext.encode()[:50]))
+            self._send(self.enc.statustext_encode(4, (self.store.last_statustext + "\t").encode()[:50]))
             self.store.last_statustext = None
 
     def _stream(self, now: float) -> None:
@@ -406,6 +436,15 @@ class SimVehicle:
             wall_hz = hz * cfg.speed_factor
             if msg_id == mavlink.MAVLINK_MSG_ID_HEARTBEAT:
                 wall_hz = max(1.0, min(wall_hz, 5.0))
+            elif cfg.px4_rates:
+                due = self._next_due.get(msg_id, 0.0)
+                if now >= due:  # every period that elapsed since the last tick (bounded)
+                    n = min(int((now - due) * wall_hz) + 1, 100) if due else 1
+                    msg = self._build(msg_id)
+                    for _ in range(n if msg is not None else 0):
+                        self._send(msg)
+                    self._next_due[msg_id] = max(due + n / wall_hz, now - 0.1) if due else now + 1.0 / wall_hz
+                continue
             elif msg_id in FAST_STREAMS:
                 wall_hz = min(wall_hz, cfg.stream_cap_hz)
             else:
@@ -612,7 +651,7 @@ class SimVehicle:
             store.on_ack(msg)
         elif t == "MISSION_SET_CURRENT":
             if self.ap.set_current(msg.seq) != ACCEPTED:
-                self._send(self.enc.statustext_encode(4, f"Mission item {msg.seq} out of range".encode()))
+                self._send(self.enc.statustext_encode(4, f"Mission item {msg.seq} out of range\t".encode()))
             self._flush_outbox()
             self._send(self._mission_current())
         elif t == "PARAM_REQUEST_LIST":
@@ -633,7 +672,7 @@ class SimVehicle:
                 names = sorted(self.ap.params)
                 self._send(self._param_value(name, names.index(name), len(names)))
             else:
-                self._send(self.enc.statustext_encode(4, f"unknown param: {name}".encode()[:50]))
+                self._send(self.enc.statustext_encode(4, f"unknown param: {name}\t".encode()[:50]))
         elif t == "SET_MODE":
             main, sub = (msg.custom_mode >> 16) & 0xFF, (msg.custom_mode >> 24) & 0xFF
             self.ap.set_mode(main, sub)
@@ -650,8 +689,16 @@ class SimVehicle:
         self._send(self.enc.command_ack_encode(command, result, 0, 0, msg.get_srcSystem(), msg.get_srcComponent()))
 
     def _command(self, msg, cmd: int, p: list[float], frame: int | None) -> None:
-        ap = self.ap
         self.stats.commands[cmd] += 1
+        self._flush_outbox()  # earlier events go out before this command's acks
+        self._cmd_ctx = (msg, cmd)
+        try:
+            self._command_inner(msg, cmd, p, frame)
+        finally:
+            self._cmd_ctx = None
+
+    def _command_inner(self, msg, cmd: int, p: list[float], frame: int | None) -> None:
+        ap = self.ap
         after = None
         if cmd == mavlink.MAV_CMD_REQUEST_MESSAGE:
             mid = _i(p[0])

@@ -155,8 +155,7 @@ async def fly_survey(c: Client, home_lat: float, home_lon: float, n: int = 40, t
                          lambda h: h.is_global_position_ok and h.is_home_position_ok and h.is_armable, 60,
                          "healthy, armable")
     assert health.is_armable
-    await c.action.arm()
-    await c.mission.start_mission()
+    await arm_and_start_mission(c)
     await wait_for(lambda: bool(c.progress) and c.progress[-1][0] == n, timeout_s, f"mission progress {n}/{n}")
     assert await c.mission.is_mission_finished()
     await first(c.telemetry.subscribe_landed_state(), lambda s: s == LandedState.ON_GROUND, timeout_s, "landed")
@@ -170,6 +169,24 @@ async def fly_survey(c: Client, home_lat: float, home_lon: float, n: int = 40, t
     # PX4 ends its texts with a tab and may send "Landing detected" after the disarm: compare loosely, wait a bit
     await wait_for(lambda: any(status_text_is(t, "Landing detected") for t in c.texts), 10, "'Landing detected'")
     return items
+
+
+async def arm_and_start_mission(c: Client, tries: int = 6, confirm_s: float = 1.5) -> None:
+    """Arm (again if needed) and start the mission, as a client must with PX4 v1.16: right
+    after an upload PX4 acks the switch to Mission ACCEPTED, then TEMPORARILY_REJECTED
+    ("Switching to Mission is currently not available"), and MAVSDK reports the first ack;
+    so confirm MISSION mode within ``confirm_s`` wall seconds and retry, re-arming after
+    PX4's auto-disarm on the ground."""
+    for i in range(tries):
+        if not await first(c.telemetry.subscribe_armed(), lambda a: True, 10, "armed state"):
+            await c.action.arm()
+        await c.mission.start_mission()
+        try:
+            await first(c.telemetry.subscribe_flight_mode(), lambda m: m.name == "MISSION", confirm_s, "MISSION mode")
+            return
+        except AssertionError:
+            if i == tries - 1:
+                raise
 
 
 async def upload_after_refusal(c: Client, mission_plan: MissionPlan, tries: int = 30) -> None:

@@ -12,6 +12,7 @@ from mavsdk.plugins.geofence import FenceType, GeofenceData, Point, Polygon
 from mavsdk.plugins.mission import MissionResult
 
 from tests.simulators.mavsdk_client import (
+    arm_and_start_mission,
     connect,
     first,
     offset,
@@ -34,8 +35,7 @@ async def _start_survey(c, n: int = 12, rtl: bool = True, **kw) -> None:
     c.watch()
     await c.mission.set_return_to_launch_after_mission(rtl)
     await c.mission.upload_mission(plan(survey_items(HOME[0], HOME[1], n=n, **kw)))
-    await c.action.arm()
-    await c.mission.start_mission()
+    await arm_and_start_mission(c)
 
 
 def test_link_loss_vehicle_keeps_flying_mission() -> None:
@@ -136,7 +136,9 @@ def test_low_battery_returns_to_launch() -> None:
         v.stop()
 
 
-def test_geofence_refuses_mission_crossing_exclusion_zone() -> None:
+def test_geofence_mission_crossing_exclusion_zone_is_accepted_then_arming_refused() -> None:
+    """As PX4 v1.16: the upload is accepted, arming is refused with "Geofence violation for
+    waypoint N" (N = seq + 1); a mission that stays clear of the zone then arms."""
     v = vehicle()
 
     async def run() -> None:
@@ -147,14 +149,19 @@ def test_geofence_refuses_mission_crossing_exclusion_zone() -> None:
             down = await c.geofence.download_geofence()
             assert len(down.polygons) == 1 and down.polygons[0].fence_type == FenceType.EXCLUSION
             assert len(down.polygons[0].points) == 4
-            with pytest.raises(MissionError) as e:
-                await c.mission.upload_mission(plan(survey_items(HOME[0], HOME[1], n=12)))  # legs up to 60 m north
-            assert e.value.result == MissionResult.DENIED
-            assert v.state.mission_count == 0
-            # A survey that stays south of the zone is accepted.
-            await upload_after_refusal(c, plan(survey_items(HOME[0], HOME[1], n=6)))
+            await c.mission.upload_mission(plan(survey_items(HOME[0], HOME[1], n=12)))  # legs up to 60 m north
+            assert v.state.mission_count == 24
+            await first(c.telemetry.subscribe_health(), lambda h: h.is_armable, 30, "armable")
+            with pytest.raises(ActionError):
+                await c.action.arm()
+            assert not v.state.armed
+            await wait_for(lambda: any(t.startswith("Geofence violation for waypoint ") and t.endswith("\t")
+                                       for t in c.texts), 5, "geofence status text")
+            # A survey that stays south of the zone arms.
+            await c.mission.upload_mission(plan(survey_items(HOME[0], HOME[1], n=6)))
             assert v.state.mission_count == 12
-            await wait_for(lambda: any("Geofence violation" in t for t in c.texts), 5, "geofence status text")
+            await c.action.arm()
+            assert v.state.armed
 
     try:
         asyncio.run(run())
@@ -162,7 +169,8 @@ def test_geofence_refuses_mission_crossing_exclusion_zone() -> None:
         v.stop()
 
 
-def test_geofence_breach_in_flight_returns() -> None:
+def test_geofence_breach_in_flight_holds_by_default() -> None:
+    """PX4 GF_ACTION default: Hold (AUTO_LOITER) in the air, not Return."""
     v = vehicle()
 
     async def run() -> None:
@@ -170,10 +178,10 @@ def test_geofence_breach_in_flight_returns() -> None:
             await _start_survey(c, n=12, spacing_m=30, leg_m=60)
             # A fence uploaded after the mission: the later legs run into it.
             await c.geofence.upload_geofence(GeofenceData([box(80, -50, 120, 150, FenceType.EXCLUSION)], []))
-            await first(c.telemetry.subscribe_flight_mode(), lambda m: m.name == "RETURN_TO_LAUNCH", 30, "breach RTL")
+            await first(c.telemetry.subscribe_flight_mode(), lambda m: m.name == "HOLD", 30, "breach Hold")
             assert any("Geofence breached" in t for t in c.texts)
             assert not v.state.mission_finished
-            await first(c.telemetry.subscribe_armed(), lambda a: a is False, 60, "landed")
+            assert v.state.in_air and v.state.mode == "HOLD"
 
     try:
         asyncio.run(run())
