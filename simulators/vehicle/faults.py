@@ -36,7 +36,7 @@ class Faults:
     - ``low_battery(pct)``: set the remaining charge; at or below the critical threshold
       (param BAT_CRIT_THR) the vehicle returns to launch, below BAT_EMERGEN_THR it lands.
     - ``geofence_breach()``: report a breach now (the same reaction as flying into an
-      exclusion zone: GF_ACTION, default return).
+      exclusion zone: GF_ACTION, default hold as PX4).
     - ``reject_next_upload(result=1)``: the next MISSION_COUNT is answered with a
       MISSION_ACK carrying ``result`` (a MAV_MISSION_RESULT; 1 = MAV_MISSION_ERROR).
     """
