@@ -59,7 +59,8 @@ def test_mission_start_refused_within_1s_of_upload_with_double_ack() -> None:
     sock.bind(("127.0.0.1", port))
     sock.settimeout(0.2)
     listen = free_udp_port()
-    v = SimVehicle(VehicleConfig(gcs_port=port, listen_port=listen, speed_factor=1.0)).start()
+    # 0.25x: the 1 s (sim) window lasts 4 wall seconds, so a loaded machine still lands inside it
+    v = SimVehicle(VehicleConfig(gcs_port=port, listen_port=listen, speed_factor=0.25)).start()
     gcs = mavlink.MAVLink(None, srcSystem=255, srcComponent=190)
     dec = mavlink.MAVLink(None)
     dec.robust_parsing = True
@@ -86,15 +87,18 @@ def test_mission_start_refused_within_1s_of_upload_with_double_ack() -> None:
         collect(time.monotonic() + 3, lambda m: m.get_type() == "MISSION_REQUEST_INT")
         send(gcs.mission_item_int_encode(1, 1, 0, 3, 16, 0, 1, 0, 0, 0, 0, lat + 1000, lon, 10.0, MISSION))
         collect(time.monotonic() + 3, lambda m: m.get_type() == "MISSION_ACK")
+        uploaded_sim = v.sim_time_s
         set_mission = gcs.command_long_encode(1, 1, 176, 0, 1, 4, 4, 0, 0, 0, 0)
-        send(set_mission)  # right after the upload (well inside 1 sim s at 1x)
+        send(set_mission)  # right after the upload
         got = collect(time.monotonic() + 0.6)
+        assert v.sim_time_s - uploaded_sim < 1.0 + 0.6 * 0.25 + 0.1  # the command was sent inside the window
         acks = [m.result for m in got if m.get_type() == "COMMAND_ACK" and m.command == 176]
         said = [m.text for m in got if m.get_type() == "STATUSTEXT"]
         assert acks == [ACCEPTED, TEMPORARILY_REJECTED], acks
         assert "Switching to Mission is currently not available\t" in said, said
         assert v.state.mode == "HOLD"
-        time.sleep(1.0)  # past the window
+        while v.sim_time_s - uploaded_sim < 1.1:  # past the window
+            time.sleep(0.05)
         send(set_mission)
         got = collect(time.monotonic() + 0.6)
         assert [m.result for m in got if m.get_type() == "COMMAND_ACK" and m.command == 176] == [ACCEPTED]
