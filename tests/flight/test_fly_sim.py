@@ -207,6 +207,33 @@ def test_low_battery_returns_and_follow_up_finishes_the_grid(tmp_path, who):
     assert "replanned" in journal and "turnaround" in journal  # decisions between sorties
 
 
+def test_geofence_hold_in_the_air_is_a_failsafe_and_the_drone_comes_home(tmp_path):
+    """PX4's geofence action is Hold (GF_ACTION 2, the built-in vehicle's default too): the
+    executor must not wait in the air for a mission that will never go on (issue 12 item 3)."""
+    plan = make_plan([[(40, 40)]], lines=4, alt=20)
+    rec = Recorder()
+    sim = start_sim()
+
+    def on_event(e):
+        if e.kind == "item_reached" and e.data["item"] == 2 and e.sortie_id == "d0-s0":
+            sim.faults.geofence_breach()
+
+    rec.hooks.append(on_event)
+    try:
+        with TrackSampler(sim) as track:
+            _fleet, res = fly(plan, [sim], rec, tmp_path)
+    finally:
+        sim.stop()
+    failsafes = [e for e in rec.events if e.kind == "failsafe" and e.drone_id == "d0"]
+    assert failsafes and failsafes[0].data["mode"] == "HOLD", rec.kinds()
+    first = res["d0"].sorties[0]
+    assert first.status == "interrupted", res["d0"].sorties
+    # the vehicle held, then flew home because the executor told it to, and landed
+    modes = [m for *_x, m in track.track]
+    held = modes.index("HOLD")
+    assert "RTL" in modes[held:] or "RETURN_TO_LAUNCH" in modes[held:], sorted(set(modes[held:]))
+    assert track.track[-1][4] is False  # on the ground at the end
+
 def test_abort_returns_the_drone_hold_resume_and_resume_after_abort(tmp_path):
     plan = make_plan([[(40, 40)], [(40, 40)], [(40, 40)]], lines=4, alt=20)
     rec = Recorder()
