@@ -504,22 +504,25 @@ class SortieExecutor:
             else:
                 seen_armed: list[bool] = [True] if armed_at_start else []
 
-                def started(st: VehicleState, texts_before: int = texts_before, seq_before: int = seq_before,
-                            seen_armed: list[bool] = seen_armed) -> bool:
-                    refused = any(_START_REFUSED_TEXT in t for t in st.texts_since(texts_before))
+                def refusal_of(st: VehicleState, texts_before: int = texts_before) -> str:
+                    return next((t.strip() for t in st.texts_since(texts_before) if _START_REFUSED_TEXT in t), "")
+
+                def running(st: VehicleState, seq_before: int = seq_before) -> bool:
+                    return (st.flight_mode == "MISSION" and st.armed
+                            and (st.in_air or st.raw_mission_seq > max(0, seq_before)))
+
+                def started(st: VehicleState, seen_armed: list[bool] = seen_armed) -> bool:
                     if st.armed:
                         seen_armed.append(True)
                     disarmed = bool(seen_armed) and not st.armed and not st.in_air  # PX4's auto-disarm
-                    return refused or disarmed or (st.flight_mode == "MISSION" and st.armed
-                                                   and (st.in_air or st.raw_mission_seq > max(0, seq_before)))
+                    return bool(refusal_of(st)) or disarmed or running(st)
 
                 await self.link.wait_for(started, cfg.start_confirm_s)
                 st = self.st
-                refusal = next((t.strip() for t in st.texts_since(texts_before) if _START_REFUSED_TEXT in t), "")
-                if not refusal and st.flight_mode == "MISSION" and st.armed:
-                    if st.in_air or st.raw_mission_seq > max(0, seq_before):
-                        self.expected_modes = {"MISSION"}
-                        return
+                refusal = refusal_of(st)
+                if not refusal and running(st):
+                    self.expected_modes = {"MISSION"}
+                    return
                 if refusal:
                     why = f"vehicle refused the mission start: {refusal}"
                 else:
