@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -188,3 +189,30 @@ def test_cli_coco_missing_images_prints_one_line(tmp_path, capsys) -> None:
                "--into", str(tmp_path / "ds")])
     out = capsys.readouterr().out
     assert rc == 1 and "ann.json" in out and len(out.strip().splitlines()) <= 3
+
+
+def test_committed_real_negatives_import_as_background(tmp_path) -> None:
+    """bench/data/realneg: every frame in MANIFEST.csv exists, is a real image no larger than a
+    stream frame, the train and bench shares never share a source photo, and the train share
+    imports as background (empty labels) the way the model card's recipe uses it."""
+    import csv
+
+    from vision.importers import import_negatives
+
+    root = Path(__file__).resolve().parents[2] / "bench" / "data" / "realneg"
+    with open(root / "MANIFEST.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["share"] for r in rows} == {"train", "bench"}
+    sources = {s: {r["source"] for r in rows if r["share"] == s} for s in ("train", "bench")}
+    assert not sources["train"] & sources["bench"]
+    for r in rows:
+        im = cv2.imread(str(root / r["file"]))
+        assert im is not None, r["file"]
+        assert im.shape[0] <= 480 and im.shape[1] <= 640, r["file"]
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(
+        Path(r["file"]).name for r in rows if r["share"] == "train")
+    rep = import_negatives(root / "train", tmp_path / "ds", prefix="rn")
+    labels = _labels(tmp_path / "ds")
+    assert rep.images == sum(1 for r in rows if r["share"] == "train")
+    assert labels and all(v == [] for v in labels.values())
+    assert "Creative Commons CC0" in (root / "LICENSE.md").read_text(encoding="utf-8")
