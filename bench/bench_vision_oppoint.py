@@ -70,18 +70,9 @@ def _passes(detector) -> list[tuple[int, float, list, list]]:
 
 def _negatives(detector) -> tuple[list[list], list[list]]:
     """Detections at LOW_CONF on the realistic look-alike-only frames and on the real training negatives."""
-    from dataclasses import replace
+    from bench.bench_vision_realneg import _scenes
 
-    from geo.camera import get_camera
-    from vision.dataset import MIXES, random_frame, render_frame, split_seed
-
-    camera = get_camera("m3e").scaled(640)
-    mix = replace(MIXES["realistic"], empty_share=0.0, lookalike_only_share=1.0)
-    base = split_seed(NEGATIVE_SEED, "bench")
-    synthetic = []
-    for i in range(NEGATIVE_SCENES):
-        spec = random_frame(np.random.default_rng([base, i]), camera, world_seed=base * 100_000 + i, mix=mix)
-        synthetic.append(detector.detect(render_frame(spec, camera).image))
+    synthetic = [detector.detect(r.image) for _, r, _ in _scenes(NEGATIVE_SCENES, NEGATIVE_SEED)]
     real = [detector.detect(cv2.imread(str(p))) for p in sorted(REAL_TRAIN.glob("*.jpg"))]
     return synthetic, real
 

@@ -75,10 +75,11 @@ def _footprint_km2(camera, pose) -> float:
     return float(abs(np.dot(de, np.roll(dn, 1)) - np.dot(dn, np.roll(de, 1))) / 2 / 1e6)
 
 
-def _scenes(n: int):
+def _scenes(n: int, seed: int = SEED):
+    """``n`` realistic-renderer frames with nothing to find: (spec, rendered, km² in view)."""
     camera = get_camera("m3e").scaled(640)
     mix = replace(MIXES["realistic"], empty_share=0.0, lookalike_only_share=1.0)
-    base = split_seed(SEED, "bench")
+    base = split_seed(seed, "bench")
     for i in range(n):
         spec = random_frame(np.random.default_rng([base, i]), camera, world_seed=base * 100_000 + i, mix=mix)
         yield spec, render_frame(spec, camera), _footprint_km2(camera, spec.pose)
